@@ -1,0 +1,675 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix starts every environment override: MANIFOLD_SERVER_ADDRESS
+// overrides server.address.
+const EnvPrefix = "MANIFOLD"
+
+// Getenv looks up an environment variable; Load takes it so tests and
+// embedders can supply their own environment. os.LookupEnv fits.
+type Getenv func(name string) (string, bool)
+
+// Load reads, decodes, validates and compiles the configuration file at path.
+// An invalid file yields a Problems error listing every problem found (each
+// with the file as given, its YAML path and a fix); any other error (the file
+// cannot be read) is returned wrapped. env supplies ${VAR} values and
+// MANIFOLD_* overrides; nil means the process environment.
+func Load(path string, env Getenv) (*Config, error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data, env)
+}
+
+// Parse is Load for a file already in memory; name is used in problems.
+func Parse(name string, data []byte, env Getenv) (*Config, error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	c := &collector{file: name, lines: map[string]int{}}
+
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		c.add("", "invalid YAML: %v", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, c.result()
+	}
+	root := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		root = doc.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		if root.Tag != "!!null" {
+			c.add("", "the file must be a YAML mapping (server:, upstreams:, endpoints: ...), not a %s", kindName(root))
+			return nil, c.result()
+		}
+		root = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	}
+	walkNode(root, "", c, env)
+	if c.list != nil {
+		return nil, c.result()
+	}
+	caseKept := keptCase(root, c)
+
+	expanded, err := yaml.Marshal(root)
+	if err != nil {
+		return nil, fmt.Errorf("re-encode %s: %w", name, err)
+	}
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(expanded)); err != nil {
+		c.add("", "invalid YAML: %v", err)
+		return nil, c.result()
+	}
+	setDefaults(v, caseKept.upstreamLower)
+	settings := v.AllSettings()
+	applyEnv(settings, v, env)
+	restoreCase(settings, caseKept)
+	applyListDefaults(settings)
+
+	cfg := &Config{File: name}
+	var md mapstructure.Metadata
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook: strictHook,
+		Metadata:   &md,
+		Result:     cfg,
+		TagName:    "mapstructure",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config decoder: %w", err)
+	}
+	if err := dec.Decode(settings); err != nil {
+		collectDecodeErrors(c, err)
+	}
+	for _, k := range md.Unused {
+		p := normalisePath(k)
+		c.add(p, "unknown key %q%s", lastSegment(p), suggest(lastSegment(p)))
+	}
+	caseKept.apply(cfg)
+	validate(cfg, c)
+	if c.list != nil {
+		return nil, c.result()
+	}
+	return cfg, nil
+}
+
+// ---- YAML walk: ${VAR} expansion, line index ----
+
+var envRef = regexp.MustCompile(`\$\$\{|\$\{([^}]*)\}`)
+
+func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			p := joinPath(path, k.Value)
+			if _, dup := c.lines[p]; dup {
+				c.add(p, "duplicate key %q (line %d and line %d)", k.Value, c.lines[p], k.Line)
+			}
+			c.lines[p] = k.Line
+			walkNode(val, p, c, env)
+		}
+	case yaml.SequenceNode:
+		for i, e := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			c.lines[p] = e.Line
+			walkNode(e, p, c, env)
+		}
+	case yaml.ScalarNode:
+		if n.ShortTag() != "!!str" || !strings.Contains(n.Value, "${") {
+			return
+		}
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+			if m == "$${" {
+				return "${"
+			}
+			expr := m[2 : len(m)-1]
+			name, def, hasDef := strings.Cut(expr, ":-")
+			if !envName.MatchString(name) {
+				c.add(path, "%q is not a valid variable reference (use ${NAME} or ${NAME:-default})", m)
+				return m
+			}
+			if val, ok := env(name); ok && (val != "" || !hasDef) {
+				return val
+			}
+			if hasDef {
+				return def
+			}
+			c.add(path, "environment variable %s is not set (set it, or write ${%s:-default})", name, name)
+			return ""
+		})
+	case yaml.AliasNode:
+		// Aliases point at nodes walked where they are defined.
+	}
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "single value"
+	}
+	return "node"
+}
+
+// ---- keeping the case of user-named keys ----
+
+// caseKeeper holds the maps whose keys users name (upstream names, header
+// names, rename keys), read straight from the YAML so viper's lower-casing of
+// keys never reaches them.
+type caseKeeper struct {
+	upstreamLower map[string]string            // lower-cased name -> name as written
+	headers       map[string]map[string]string // upstream name as written -> headers
+	rename        map[[2]int]map[string]string // [endpoint, backend] -> rename
+}
+
+func keptCase(root *yaml.Node, c *collector) *caseKeeper {
+	k := &caseKeeper{upstreamLower: map[string]string{}, headers: map[string]map[string]string{}, rename: map[[2]int]map[string]string{}}
+	if ups := mapValue(root, "upstreams"); ups != nil && ups.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(ups.Content); i += 2 {
+			name := ups.Content[i].Value
+			lower := strings.ToLower(name)
+			if prev, dup := k.upstreamLower[lower]; dup && prev != name {
+				c.add("upstreams."+name, "upstream names %q and %q differ only in case; environment overrides could not tell them apart, rename one", prev, name)
+				continue
+			}
+			k.upstreamLower[lower] = name
+			if h := mapValue(ups.Content[i+1], "headers"); h != nil {
+				k.headers[name] = stringMap(h, "upstreams."+name+".headers", c, true)
+			}
+		}
+	}
+	if eps := mapValue(root, "endpoints"); eps != nil && eps.Kind == yaml.SequenceNode {
+		for i, ep := range eps.Content {
+			bes := mapValue(ep, "backends")
+			if bes == nil || bes.Kind != yaml.SequenceNode {
+				continue
+			}
+			for j, be := range bes.Content {
+				if r := mapValue(be, "rename"); r != nil {
+					k.rename[[2]int{i, j}] = stringMap(r, fmt.Sprintf("endpoints[%d].backends[%d].rename", i, j), c, false)
+				}
+			}
+		}
+	}
+	return k
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if strings.EqualFold(n.Content[i].Value, key) {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func stringMap(n *yaml.Node, path string, c *collector, foldCase bool) map[string]string {
+	if n.ShortTag() == "!!null" {
+		return map[string]string{}
+	}
+	if n.Kind != yaml.MappingNode {
+		c.add(path, "expected a map of name: value, got a %s", kindName(n))
+		return nil
+	}
+	m := make(map[string]string, len(n.Content)/2)
+	seen := map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i].Value, n.Content[i+1]
+		p := path + "." + key
+		if val.Kind != yaml.ScalarNode || val.ShortTag() == "!!null" {
+			c.add(p, "expected a single value, got a %s", kindName(val))
+			continue
+		}
+		if foldCase {
+			if prev, dup := seen[strings.ToLower(key)]; dup {
+				c.add(p, "header %q is also given as %q; header names are case-insensitive", key, prev)
+				continue
+			}
+			seen[strings.ToLower(key)] = key
+		}
+		m[key] = val.Value
+	}
+	return m
+}
+
+// restoreCase puts upstream names back as written and removes the
+// user-named maps from the settings (they are filled from the YAML instead).
+func restoreCase(settings map[string]any, k *caseKeeper) {
+	if ups, ok := settings["upstreams"].(map[string]any); ok {
+		renamed := make(map[string]any, len(ups))
+		for lower, v := range ups {
+			name := lower
+			if orig, ok := k.upstreamLower[lower]; ok {
+				name = orig
+			}
+			if m, ok := v.(map[string]any); ok {
+				delete(m, "headers")
+			}
+			renamed[name] = v
+		}
+		settings["upstreams"] = renamed
+	}
+	eps, _ := settings["endpoints"].([]any)
+	for _, ep := range eps {
+		epm, _ := ep.(map[string]any)
+		bes, _ := epm["backends"].([]any)
+		for _, be := range bes {
+			if bem, ok := be.(map[string]any); ok {
+				delete(bem, "rename")
+			}
+		}
+	}
+}
+
+func (k *caseKeeper) apply(cfg *Config) {
+	for name, u := range cfg.Upstreams {
+		if u == nil {
+			continue
+		}
+		if h, ok := k.headers[name]; ok {
+			u.Headers = h
+		}
+	}
+	for i, ep := range cfg.Endpoints {
+		if ep == nil {
+			continue
+		}
+		for j, be := range ep.Backends {
+			if be == nil {
+				continue
+			}
+			if r, ok := k.rename[[2]int{i, j}]; ok {
+				be.Rename = r
+			}
+		}
+	}
+}
+
+// ---- defaults and environment ----
+
+var topDefaults = map[string]any{
+	"server.address":             ":8080",
+	"server.read_header_timeout": "5s",
+	"server.read_timeout":        "30s",
+	"server.write_timeout":       "30s",
+	"server.idle_timeout":        "120s",
+	"server.drain_delay":         "0s",
+	"server.shutdown_timeout":    "15s",
+	"server.max_body_bytes":      1048576,
+	"server.trusted_proxies":     []string{},
+	"admin.address":              "127.0.0.1:9091",
+	"log.level":                  "info",
+	"log.format":                 "json",
+	"demo":                       false,
+}
+
+var upstreamDefaults = map[string]any{
+	"timeout":                              "1s",
+	"max_concurrent":                       0,
+	"max_response_bytes":                   4194304,
+	"retry.attempts":                       0,
+	"retry.backoff":                        "25ms",
+	"circuit_breaker.enabled":              true,
+	"circuit_breaker.consecutive_failures": 5,
+	"circuit_breaker.failure_ratio":        0.0,
+	"circuit_breaker.min_requests":         20,
+	"circuit_breaker.interval":             "60s",
+	"circuit_breaker.open_timeout":         "30s",
+	"circuit_breaker.half_open_requests":   1,
+}
+
+// setDefaults registers every scalar default with viper, so that a
+// MANIFOLD_* override applies even to a key the file does not mention.
+func setDefaults(v *viper.Viper, upstreams map[string]string) {
+	for k, d := range topDefaults {
+		v.SetDefault(k, d)
+	}
+	for lower := range upstreams {
+		for k, d := range upstreamDefaults {
+			v.SetDefault("upstreams."+lower+"."+k, d)
+		}
+	}
+}
+
+// envKey maps a config key to its override variable: server.address →
+// MANIFOLD_SERVER_ADDRESS ('-' in upstream names becomes '_' too).
+var envKey = strings.NewReplacer(".", "_", "-", "_")
+
+// applyEnv replaces every key viper knows (from the file or a default) with
+// its MANIFOLD_* override from env. A list-valued key (trusted_proxies) takes a
+// comma-separated value. Lists of maps (endpoints) are not addressable.
+func applyEnv(settings map[string]any, v *viper.Viper, env Getenv) {
+	for _, key := range v.AllKeys() {
+		if key == "endpoints" || strings.HasPrefix(key, "endpoints.") {
+			continue
+		}
+		raw, ok := env(EnvPrefix + "_" + strings.ToUpper(envKey.Replace(key)))
+		if !ok {
+			continue
+		}
+		var val any = raw
+		if _, isList := v.Get(key).([]any); isList || key == "server.trusted_proxies" {
+			items := []any{}
+			for _, item := range strings.Split(raw, ",") {
+				if item = strings.TrimSpace(item); item != "" {
+					items = append(items, item)
+				}
+			}
+			val = items
+		}
+		parts := strings.Split(key, ".")
+		m := settings
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[parts[len(parts)-1]] = val
+	}
+}
+
+// applyListDefaults fills defaults into endpoints and backends, which viper
+// cannot default because they are list elements. Present keys are kept, so an
+// explicit bad value is still reported.
+func applyListDefaults(settings map[string]any) {
+	eps, _ := settings["endpoints"].([]any)
+	for _, ep := range eps {
+		epm, ok := ep.(map[string]any)
+		if !ok {
+			continue
+		}
+		setIfAbsent(epm, "method", "GET")
+		setIfAbsent(epm, "timeout", "3s")
+		if rl, ok := epm["rate_limit"].(map[string]any); ok {
+			setIfAbsent(rl, "per", "global")
+			setIfAbsent(rl, "client_key", "ip")
+		}
+		bes, _ := epm["backends"].([]any)
+		for _, be := range bes {
+			if bem, ok := be.(map[string]any); ok {
+				setIfAbsent(bem, "method", "GET")
+			}
+		}
+	}
+}
+
+func setIfAbsent(m map[string]any, k string, v any) {
+	if _, ok := m[k]; !ok {
+		m[k] = v
+	}
+}
+
+// ---- strict decoding ----
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// typeError is a value of the wrong type, with a message for humans.
+type typeError struct{ msg string }
+
+func (e *typeError) Error() string { return e.msg }
+
+// strictHook converts and checks scalars: durations must be Go duration
+// strings, numbers and booleans may come as strings (environment overrides
+// always do) but must parse exactly; nothing is coerced silently.
+func strictHook(from, to reflect.Type, data any) (any, error) {
+	if data == nil {
+		return data, nil
+	}
+	s, isString := data.(string)
+	switch {
+	case to == durationType:
+		if !isString {
+			return nil, &typeError{fmt.Sprintf("%v is not a duration: give a unit, like \"%vs\" or \"%vms\"", data, data, data)}
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return nil, &typeError{fmt.Sprintf("%q is not a duration (use Go syntax such as 250ms, 2s or 1m30s)", s)}
+		}
+		return d, nil
+	case to.Kind() == reflect.String:
+		if !isString {
+			return nil, &typeError{fmt.Sprintf("expected a string, got %v (quote it)", data)}
+		}
+		return s, nil
+	case to.Kind() == reflect.Bool:
+		if b, ok := data.(bool); ok {
+			return b, nil
+		}
+		if isString {
+			if b, err := strconv.ParseBool(strings.TrimSpace(s)); err == nil {
+				return b, nil
+			}
+		}
+		return nil, &typeError{fmt.Sprintf("expected true or false, got %v", data)}
+	case to.Kind() >= reflect.Int && to.Kind() <= reflect.Uint64:
+		var n float64
+		switch x := data.(type) {
+		case int:
+			n = float64(x)
+		case int64:
+			n = float64(x)
+		case uint64:
+			n = float64(x)
+		case float64:
+			n = x
+		case string:
+			i, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
+			if err != nil {
+				return nil, &typeError{fmt.Sprintf("expected a whole number, got %q", x)}
+			}
+			n = float64(i)
+		default:
+			return nil, &typeError{fmt.Sprintf("expected a whole number, got %v", data)}
+		}
+		if n != float64(int64(n)) {
+			return nil, &typeError{fmt.Sprintf("expected a whole number, got %v", data)}
+		}
+		if to.Kind() >= reflect.Uint && n < 0 {
+			return nil, &typeError{fmt.Sprintf("must not be negative, got %v", data)}
+		}
+		out := reflect.New(to).Elem()
+		if to.Kind() >= reflect.Uint {
+			if out.OverflowUint(uint64(n)) {
+				return nil, &typeError{fmt.Sprintf("%v is too large", data)}
+			}
+			out.SetUint(uint64(n))
+		} else {
+			if out.OverflowInt(int64(n)) {
+				return nil, &typeError{fmt.Sprintf("%v is too large", data)}
+			}
+			out.SetInt(int64(n))
+		}
+		return out.Interface(), nil
+	case to.Kind() == reflect.Float64:
+		switch x := data.(type) {
+		case int:
+			return float64(x), nil
+		case float64:
+			return x, nil
+		case string:
+			f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+			if err != nil {
+				return nil, &typeError{fmt.Sprintf("expected a number, got %q", x)}
+			}
+			return f, nil
+		}
+		return nil, &typeError{fmt.Sprintf("expected a number, got %v", data)}
+	case to.Kind() == reflect.Slice && isString:
+		return nil, &typeError{fmt.Sprintf("expected a list, got %q (write [%q] for one item)", s, s)}
+	case (to.Kind() == reflect.Struct || to.Kind() == reflect.Map || (to.Kind() == reflect.Pointer && to.Elem().Kind() == reflect.Struct)) && reflect.TypeOf(data).Kind() != reflect.Map:
+		return nil, &typeError{fmt.Sprintf("expected a map of settings, got %v", data)}
+	case to.Kind() == reflect.Slice && reflect.TypeOf(data).Kind() != reflect.Slice:
+		return nil, &typeError{fmt.Sprintf("expected a list, got %v", data)}
+	}
+	return data, nil
+}
+
+// collectDecodeErrors turns mapstructure's joined errors into problems.
+func collectDecodeErrors(c *collector, err error) {
+	var walk func(error)
+	walk = func(err error) {
+		if multi, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range multi.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		var de *mapstructure.DecodeError
+		if errors.As(err, &de) {
+			path := normalisePath(de.Name())
+			var te *typeError
+			var ue *mapstructure.UnconvertibleTypeError
+			switch {
+			case errors.As(de, &te):
+				c.add(path, "%s", te.msg)
+			case errors.As(de, &ue):
+				c.add(path, "expected %s, got %v", typeName(ue.Expected.Type()), ue.Value)
+			default:
+				c.add(path, "%v", de.Unwrap())
+			}
+			return
+		}
+		c.add("", "%v", err)
+	}
+	walk(err)
+}
+
+func typeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice:
+		return "a list"
+	case reflect.Map, reflect.Struct, reflect.Pointer:
+		return "a map of settings"
+	case reflect.String:
+		return "a string"
+	}
+	return t.String()
+}
+
+// normalisePath turns mapstructure's names (upstreams[users].url) into YAML
+// paths (upstreams.users.url); list indexes stay in brackets.
+func normalisePath(name string) string {
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		if name[i] != '[' {
+			b.WriteByte(name[i])
+			continue
+		}
+		end := strings.IndexByte(name[i:], ']')
+		if end < 0 {
+			b.WriteString(name[i:])
+			break
+		}
+		inner := name[i+1 : i+end]
+		if _, err := strconv.Atoi(inner); err == nil {
+			b.WriteString(name[i : i+end+1])
+		} else {
+			b.WriteByte('.')
+			b.WriteString(inner)
+		}
+		i += end
+	}
+	return b.String()
+}
+
+func lastSegment(p string) string {
+	if i := strings.LastIndexByte(p, '.'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// suggest names the closest schema key to an unknown one, if any is close.
+func suggest(key string) string {
+	best, bestD := "", 3
+	for _, k := range schemaKeys() {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func schemaKeys() []string {
+	var keys []string
+	seen := map[reflect.Type]bool{}
+	var visit func(reflect.Type)
+	visit = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || seen[t] || t == durationType {
+			return
+		}
+		seen[t] = true
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := f.Tag.Get("mapstructure")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			keys = append(keys, tag)
+			visit(f.Type)
+		}
+	}
+	visit(reflect.TypeOf(Config{}))
+	return keys
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

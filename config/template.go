@@ -1,0 +1,186 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// paramName is what may stand between braces in a path: an identifier.
+var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// PathTemplate is a backend path compiled once at load time, so that building
+// a backend URL per request is a few appends and one escape per parameter.
+type PathTemplate struct {
+	parts []templatePart
+	query []templatePart
+}
+
+type templatePart struct {
+	literal string
+	param   int // index into the endpoint's Params; -1 for a literal
+}
+
+// AppendPath appends the path with each {param} replaced by the path-escaped
+// value params[i] (aligned with Endpoint.Params). Escaping makes '/', '?', '#',
+// '%' and control characters inert, so a parameter can never change the
+// upstream's path structure, query or headers.
+func (t *PathTemplate) AppendPath(dst []byte, params []string) []byte {
+	for _, p := range t.parts {
+		if p.param < 0 {
+			dst = append(dst, p.literal...)
+			continue
+		}
+		dst = append(dst, url.PathEscape(params[p.param])...)
+	}
+	return dst
+}
+
+// HasQuery reports whether the backend path carries its own query.
+func (t *PathTemplate) HasQuery() bool { return len(t.query) > 0 }
+
+// AppendQuery appends the backend path's own query (without '?'), with each
+// {param} replaced by the query-escaped value, so that '&', '=' and '#' in a
+// parameter stay inside its value.
+func (t *PathTemplate) AppendQuery(dst []byte, params []string) []byte {
+	for _, p := range t.query {
+		if p.param < 0 {
+			dst = append(dst, p.literal...)
+			continue
+		}
+		dst = append(dst, url.QueryEscape(params[p.param])...)
+	}
+	return dst
+}
+
+// splitTemplate breaks a path into literals and {name} parameters. It reports
+// malformed braces and parameters that do not fill a whole path segment
+// (the router can only match whole segments).
+func splitTemplate(path string) (parts []templatePart, names []string, err error) {
+	rest := path
+	for rest != "" {
+		open := strings.IndexByte(rest, '{')
+		close := strings.IndexByte(rest, '}')
+		if open < 0 {
+			if close >= 0 {
+				return nil, nil, fmt.Errorf("unbalanced '}' in %q", path)
+			}
+			parts = append(parts, templatePart{literal: rest, param: -1})
+			break
+		}
+		if close < open {
+			return nil, nil, fmt.Errorf("unbalanced braces in %q", path)
+		}
+		name := rest[open+1 : close]
+		if !paramName.MatchString(name) {
+			return nil, nil, fmt.Errorf("parameter {%s} in %q: a name is letters, digits and _ and does not start with a digit", name, path)
+		}
+		before, after := rest[:open], rest[close+1:]
+		if !strings.HasSuffix(before, "/") || (after != "" && after[0] != '/') {
+			return nil, nil, fmt.Errorf("parameter {%s} in %q must be a whole path segment, like /users/{%s}", name, path, name)
+		}
+		parts = append(parts, templatePart{literal: before, param: -1}, templatePart{literal: name, param: 0})
+		names = append(names, name)
+		rest = after
+	}
+	return parts, names, nil
+}
+
+// compileTemplate compiles a backend path against its endpoint's parameter
+// names. It returns an error per unknown parameter.
+func compileTemplate(path string, endpointParams []string) (*PathTemplate, []error) {
+	raw, query, _ := strings.Cut(path, "?")
+	if strings.ContainsAny(path, "#") {
+		return nil, []error{fmt.Errorf("%q: a backend path cannot carry a fragment", path)}
+	}
+	parts, _, err := splitTemplate(raw)
+	if err != nil {
+		return nil, []error{err}
+	}
+	var errs []error
+	t := &PathTemplate{}
+	qparts, err := splitQuery(query)
+	if err != nil {
+		return nil, []error{err}
+	}
+	for _, p := range qparts {
+		if p.param < 0 {
+			t.query = append(t.query, p)
+			continue
+		}
+		idx := slices.Index(endpointParams, p.literal)
+		if idx < 0 {
+			errs = append(errs, unknownParam(p.literal, endpointParams))
+			continue
+		}
+		t.query = append(t.query, templatePart{param: idx})
+	}
+	for _, p := range parts {
+		if p.param < 0 {
+			if p.literal == "" {
+				continue
+			}
+			if _, err := url.Parse("http://h" + p.literal); err != nil || strings.ContainsAny(p.literal, " \t\r\n") {
+				errs = append(errs, fmt.Errorf("%q is not a valid URL path (escape special characters)", p.literal))
+			}
+			t.parts = append(t.parts, p)
+			continue
+		}
+		idx := slices.Index(endpointParams, p.literal)
+		if idx < 0 {
+			errs = append(errs, unknownParam(p.literal, endpointParams))
+			continue
+		}
+		t.parts = append(t.parts, templatePart{param: idx})
+	}
+	return t, errs
+}
+
+func unknownParam(name string, known []string) error {
+	list := "none"
+	if len(known) > 0 {
+		list = strings.Join(known, ", ")
+	}
+	return fmt.Errorf("{%s} is not a parameter of the endpoint path (known: %s)", name, list)
+}
+
+// splitQuery breaks a static query into literals and {name} parameters,
+// which may stand anywhere in a value (?user={id}&v=2).
+func splitQuery(query string) ([]templatePart, error) {
+	var parts []templatePart
+	rest := query
+	for rest != "" {
+		open := strings.IndexByte(rest, '{')
+		if open < 0 {
+			parts = append(parts, templatePart{literal: rest, param: -1})
+			break
+		}
+		close := strings.IndexByte(rest[open:], '}')
+		if close < 0 {
+			return nil, fmt.Errorf("unbalanced '{' in query %q", query)
+		}
+		name := rest[open+1 : open+close]
+		if !paramName.MatchString(name) {
+			return nil, fmt.Errorf("parameter {%s} in query %q: a name is letters, digits and _", name, query)
+		}
+		if open > 0 {
+			parts = append(parts, templatePart{literal: rest[:open], param: -1})
+		}
+		parts = append(parts, templatePart{literal: name, param: 0})
+		rest = rest[open+close+1:]
+	}
+	var lit strings.Builder
+	for _, p := range parts {
+		if p.param < 0 {
+			lit.WriteString(p.literal)
+		} else {
+			lit.WriteString("x")
+		}
+	}
+	if _, err := url.ParseQuery(lit.String()); err != nil || strings.ContainsAny(lit.String(), " \t\r\n") {
+		return nil, fmt.Errorf("static query %q is not a valid URL query (escape special characters)", query)
+	}
+	return parts, nil
+}

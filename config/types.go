@@ -1,0 +1,228 @@
+// Package config is Manifold's configuration: the YAML schema with its
+// defaults, environment overrides, validation and compilation into immutable
+// runtime values.
+//
+// The life of a configuration is Load (read the file through viper, expand
+// ${VAR}, apply MANIFOLD_* overrides) → decode (strict: unknown keys and bad
+// types are problems) → Validate (every problem, each with its YAML path) →
+// Compile (parsed URLs, path templates, durations). Nothing on the request path
+// reads viper: handlers and fetch only ever see a *Config that Load returned,
+// and a *Config is never mutated after that.
+package config
+
+import (
+	"net/netip"
+	"net/url"
+	"time"
+)
+
+// Config is one loaded, validated and compiled configuration file. It is
+// immutable once Load returns it; a reload builds a new one.
+type Config struct {
+	// Server holds the main listener's settings.
+	Server Server `mapstructure:"server"`
+	// Admin holds the operations listener's settings (metrics, health).
+	Admin Admin `mapstructure:"admin"`
+	// Log selects the level and format of the process log.
+	Log Log `mapstructure:"log"`
+	// Demo mounts the sample upstream services under /__demo/ on the main
+	// listener, so the shipped config works with no other process running.
+	Demo bool `mapstructure:"demo"`
+	// Upstreams are the named services endpoints call, keyed by name exactly
+	// as written in the file (case is kept).
+	Upstreams map[string]*Upstream `mapstructure:"upstreams"`
+	// Endpoints are the routes Manifold serves, in file order.
+	Endpoints []*Endpoint `mapstructure:"endpoints"`
+
+	// File is the path the configuration was loaded from, as given.
+	File string `mapstructure:"-"`
+	// UpstreamNames lists the upstream names sorted, for stable iteration.
+	UpstreamNames []string `mapstructure:"-"`
+}
+
+// Server configures the main HTTP listener.
+type Server struct {
+	// Address is the listen address, host:port (default ":8080").
+	Address string `mapstructure:"address"`
+	// ReadHeaderTimeout bounds reading request headers (default 5s); it is the
+	// main defence against slow-loris clients.
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included (default 30s).
+	ReadTimeout time.Duration `mapstructure:"read_timeout"`
+	// WriteTimeout bounds writing a response (default 30s). Keep it above the
+	// longest endpoint timeout or slow answers are cut mid-write.
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long (default 120s).
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// DrainDelay is how long /__ready answers 503 after SIGTERM before the
+	// listener closes (default 0s); set it above the load balancer's check
+	// interval so no new request is routed to a closing replica.
+	DrainDelay time.Duration `mapstructure:"drain_delay"`
+	// ShutdownTimeout is how long in-flight requests may take to finish after
+	// the listener closes (default 15s).
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// MaxBodyBytes caps request bodies; larger ones get 413 (default 1 MiB).
+	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
+	// TrustedProxies are the IPs or CIDRs whose X-Forwarded-For is believed
+	// when finding the client IP (default none: the peer address is the client).
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+
+	// TrustedPrefixes is TrustedProxies parsed (single IPs become /32 or /128).
+	TrustedPrefixes []netip.Prefix `mapstructure:"-"`
+}
+
+// Admin configures the operations listener.
+type Admin struct {
+	// Address is where /metrics, /__health and /__ready are served (default
+	// "127.0.0.1:9091"); "" disables the admin listener.
+	Address string `mapstructure:"address"`
+}
+
+// Log configures the process log.
+type Log struct {
+	// Level is debug, info, warn or error (default info).
+	Level string `mapstructure:"level"`
+	// Format is json or text (default json).
+	Format string `mapstructure:"format"`
+}
+
+// Upstream is one named service that backends call.
+type Upstream struct {
+	// URL is the base address, http or https, optionally with a path prefix
+	// that every backend path is appended to.
+	URL string `mapstructure:"url"`
+	// Timeout is one call's deadline (default 1s). A call never outlives its
+	// endpoint's deadline whatever this says.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxConcurrent bounds calls in flight to this upstream; calls beyond it
+	// fail at once as "rejected" (default 0 = unlimited).
+	MaxConcurrent int `mapstructure:"max_concurrent"`
+	// MaxResponseBytes caps an answer's decoded body; a larger one fails the
+	// backend (default 4 MiB).
+	MaxResponseBytes int64 `mapstructure:"max_response_bytes"`
+	// Headers are sent on every call, names as written (default none). Use
+	// ${VAR} for secrets.
+	Headers map[string]string `mapstructure:"headers"`
+	// Retry re-tries idempotent calls that failed transiently.
+	Retry Retry `mapstructure:"retry"`
+	// CircuitBreaker stops calling an upstream that keeps failing.
+	CircuitBreaker CircuitBreaker `mapstructure:"circuit_breaker"`
+
+	// Name is the upstream's key in the file, case kept.
+	Name string `mapstructure:"-"`
+	// BaseURL is URL parsed, with any trailing slash of its path removed.
+	BaseURL *url.URL `mapstructure:"-"`
+}
+
+// Retry configures retries of GET and HEAD calls.
+type Retry struct {
+	// Attempts is the number of extra tries after the first (default 0), made
+	// only on connect errors, timeouts and 5xx, and only within the endpoint's
+	// deadline.
+	Attempts int `mapstructure:"attempts"`
+	// Backoff is the base wait between tries (default 25ms), jittered.
+	Backoff time.Duration `mapstructure:"backoff"`
+}
+
+// CircuitBreaker configures the per-upstream breaker (sony/gobreaker).
+type CircuitBreaker struct {
+	// Enabled turns the breaker on (default true).
+	Enabled bool `mapstructure:"enabled"`
+	// ConsecutiveFailures opens the breaker after this many failures in a row
+	// (default 5).
+	ConsecutiveFailures uint32 `mapstructure:"consecutive_failures"`
+	// FailureRatio, when > 0, also opens it once failures/requests reaches the
+	// ratio (default 0 = off) ...
+	FailureRatio float64 `mapstructure:"failure_ratio"`
+	// MinRequests ... provided this many requests were seen in the interval
+	// (default 20).
+	MinRequests uint32 `mapstructure:"min_requests"`
+	// Interval resets the counts of a closed breaker this often (default 60s).
+	Interval time.Duration `mapstructure:"interval"`
+	// OpenTimeout is how long an open breaker waits before letting probes
+	// through (default 30s).
+	OpenTimeout time.Duration `mapstructure:"open_timeout"`
+	// HalfOpenRequests is the number of probes allowed while half-open
+	// (default 1).
+	HalfOpenRequests uint32 `mapstructure:"half_open_requests"`
+}
+
+// Endpoint is one route that fans out to its backends.
+type Endpoint struct {
+	// Path is the route, with {name} path parameters (whole segments).
+	Path string `mapstructure:"path"`
+	// Method is GET, POST, PUT, PATCH or DELETE (default GET).
+	Method string `mapstructure:"method"`
+	// Timeout is the whole request's deadline (default 3s).
+	Timeout time.Duration `mapstructure:"timeout"`
+	// ForwardHeaders are client request headers copied to every backend call.
+	ForwardHeaders []string `mapstructure:"forward_headers"`
+	// ForwardQuery are query parameters forwarded; ["*"] forwards all.
+	ForwardQuery []string `mapstructure:"forward_query"`
+	// ExposeErrors adds "_errors": {name: reason} to partial answers.
+	ExposeErrors bool `mapstructure:"expose_errors"`
+	// RateLimit, when present, limits how often the endpoint is served.
+	RateLimit *RateLimit `mapstructure:"rate_limit"`
+	// Backends are the calls made for each request, in merge order.
+	Backends []*Backend `mapstructure:"backends"`
+
+	// Index is the endpoint's position in the file.
+	Index int `mapstructure:"-"`
+	// Route is Path in the router's syntax ({id} → :id).
+	Route string `mapstructure:"-"`
+	// Params are the path parameter names in order of appearance.
+	Params []string `mapstructure:"-"`
+	// ForwardAllQuery is true when ForwardQuery is ["*"].
+	ForwardAllQuery bool `mapstructure:"-"`
+	// ForwardHeaderKeys is ForwardHeaders in canonical MIME form.
+	ForwardHeaderKeys []string `mapstructure:"-"`
+}
+
+// RateLimit configures a token bucket for an endpoint.
+type RateLimit struct {
+	// RPS is tokens added per second; may be fractional (0.5 = one every 2s).
+	RPS float64 `mapstructure:"rps"`
+	// Burst is the bucket size: requests allowed at once (>= 1).
+	Burst int `mapstructure:"burst"`
+	// Per is global (one bucket for the endpoint) or client (one per client).
+	Per string `mapstructure:"per"`
+	// ClientKey identifies a client: ip, or header:NAME (the IP when absent).
+	ClientKey string `mapstructure:"client_key"`
+
+	// KeyHeader is NAME of header:NAME, canonicalised; "" means by IP.
+	KeyHeader string `mapstructure:"-"`
+}
+
+// Backend is one upstream call of an endpoint.
+type Backend struct {
+	// Upstream names the service to call.
+	Upstream string `mapstructure:"upstream"`
+	// Path is appended to the upstream URL; {name} takes the endpoint's path
+	// parameter, path-escaped. It may carry a static query.
+	Path string `mapstructure:"path"`
+	// Method is the HTTP method of the call (default GET).
+	Method string `mapstructure:"method"`
+	// Group puts this backend's result under this key of the response.
+	Group string `mapstructure:"group"`
+	// Target keeps only this field of the answer (dot path).
+	Target string `mapstructure:"target"`
+	// Allow keeps only these fields (dot paths).
+	Allow []string `mapstructure:"allow"`
+	// Deny drops these fields (dot paths).
+	Deny []string `mapstructure:"deny"`
+	// Rename renames top-level keys, old: new, case kept.
+	Rename map[string]string `mapstructure:"rename"`
+	// Required makes this backend's failure fail the whole request.
+	Required bool `mapstructure:"required"`
+	// Passthrough relays status, headers and body unchanged (only backend of
+	// its endpoint).
+	Passthrough bool `mapstructure:"passthrough"`
+
+	// Index is the backend's position in its endpoint.
+	Index int `mapstructure:"-"`
+	// Label names the backend in "_errors" and error bodies: the group, else
+	// the upstream name, made unique within the endpoint with "#index".
+	Label string `mapstructure:"-"`
+	// Template is Path compiled.
+	Template *PathTemplate `mapstructure:"-"`
+}

@@ -1,0 +1,386 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/net/http/httpguts"
+)
+
+// HopByHop lists the headers that describe one connection, not the message;
+// they are never forwarded and may not be configured for forwarding.
+var HopByHop = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// IsHopByHop reports whether name (any case) is a hop-by-hop header,
+// including any Proxy-* header.
+func IsHopByHop(name string) bool {
+	c := http.CanonicalHeaderKey(name)
+	return slices.Contains(HopByHop, c) || strings.HasPrefix(c, "Proxy-")
+}
+
+var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// validate checks every rule of the schema, records each problem with its
+// YAML path, and fills the compiled fields of cfg as it goes.
+func validate(cfg *Config, c *collector) {
+	validateServer(cfg, c)
+	names := make([]string, 0, len(cfg.Upstreams))
+	for name, u := range cfg.Upstreams {
+		names = append(names, name)
+		if u == nil {
+			c.add("upstreams."+name, "expected a map of settings with at least url")
+			continue
+		}
+		u.Name = name
+		validateUpstream(u, "upstreams."+name, c)
+	}
+	sort.Strings(names)
+	cfg.UpstreamNames = names
+
+	if len(cfg.Endpoints) == 0 && !c.failed("endpoints") {
+		c.add("endpoints", "no endpoints configured: add at least one under endpoints:")
+	}
+	seen := map[string]int{}
+	for i, ep := range cfg.Endpoints {
+		p := fmt.Sprintf("endpoints[%d]", i)
+		if ep == nil {
+			c.add(p, "expected a map of settings with path and backends")
+			continue
+		}
+		ep.Index = i
+		validateEndpoint(cfg, ep, p, c)
+		if ep.Route == "" {
+			continue
+		}
+		key := ep.Method + " " + ep.Route
+		if j, dup := seen[key]; dup {
+			c.add(p+".path", "%s %s is already served by endpoints[%d]; each method and path may appear once", ep.Method, ep.Path, j)
+			continue
+		}
+		seen[key] = i
+	}
+	checkRoutes(cfg, c)
+}
+
+func validateServer(cfg *Config, c *collector) {
+	s := &cfg.Server
+	checkAddress(s.Address, "server.address", false, c)
+	checkAddress(cfg.Admin.Address, "admin.address", true, c)
+	positive(s.ReadHeaderTimeout > 0, "server.read_header_timeout", c)
+	positive(s.ReadTimeout > 0, "server.read_timeout", c)
+	positive(s.WriteTimeout > 0, "server.write_timeout", c)
+	positive(s.IdleTimeout > 0, "server.idle_timeout", c)
+	positive(s.ShutdownTimeout > 0, "server.shutdown_timeout", c)
+	if s.DrainDelay < 0 {
+		c.add("server.drain_delay", "must not be negative (0s = close at once)")
+	}
+	if s.MaxBodyBytes <= 0 {
+		c.add("server.max_body_bytes", "must be a positive number of bytes, e.g. 1048576")
+	}
+	s.TrustedPrefixes = nil
+	for i, tp := range s.TrustedProxies {
+		p := fmt.Sprintf("server.trusted_proxies[%d]", i)
+		if pfx, err := netip.ParsePrefix(tp); err == nil {
+			s.TrustedPrefixes = append(s.TrustedPrefixes, pfx.Masked())
+		} else if ip, err := netip.ParseAddr(tp); err == nil {
+			s.TrustedPrefixes = append(s.TrustedPrefixes, netip.PrefixFrom(ip, ip.BitLen()))
+		} else {
+			c.add(p, "%q is not an IP address or CIDR (e.g. 10.0.0.7 or 10.0.0.0/8)", tp)
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, cfg.Log.Level) {
+		c.add("log.level", "%q is not a level: use debug, info, warn or error", cfg.Log.Level)
+	}
+	if !slices.Contains([]string{"json", "text"}, cfg.Log.Format) {
+		c.add("log.format", "%q is not a format: use json or text", cfg.Log.Format)
+	}
+}
+
+func checkAddress(addr, path string, emptyOK bool, c *collector) {
+	if addr == "" {
+		if !emptyOK {
+			c.add(path, "is required, e.g. \":8080\"")
+		}
+		return
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		c.add(path, "%q is not host:port (e.g. \":8080\" or \"127.0.0.1:9091\")", addr)
+	}
+}
+
+func positive(ok bool, path string, c *collector) {
+	if !ok {
+		c.add(path, "must be positive, e.g. \"2s\"")
+	}
+}
+
+func validateUpstream(u *Upstream, p string, c *collector) {
+	switch {
+	case u.URL == "":
+		c.add(p+".url", "is required, e.g. http://users.internal:8080")
+	default:
+		parsed, err := url.Parse(u.URL)
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			c.add(p+".url", "%q must be an http:// or https:// URL with a host", u.URL)
+			break
+		}
+		if parsed.RawQuery != "" || parsed.Fragment != "" || parsed.User != nil {
+			c.add(p+".url", "%q: an upstream URL carries scheme, host and an optional path prefix only (put queries in backend paths, credentials in headers)", u.URL)
+			break
+		}
+		parsed.Path = strings.TrimSuffix(parsed.Path, "/")
+		parsed.RawPath = strings.TrimSuffix(parsed.RawPath, "/")
+		u.BaseURL = parsed
+	}
+	positive(u.Timeout > 0, p+".timeout", c)
+	if u.MaxConcurrent < 0 {
+		c.add(p+".max_concurrent", "must be 0 (unlimited) or more")
+	}
+	if u.MaxResponseBytes <= 0 {
+		c.add(p+".max_response_bytes", "must be a positive number of bytes, e.g. 4194304")
+	}
+	for name, val := range u.Headers {
+		hp := p + ".headers." + name
+		switch {
+		case !httpguts.ValidHeaderFieldName(name):
+			c.add(hp, "%q is not a valid header name", name)
+		case IsHopByHop(name):
+			c.add(hp, "%s is a hop-by-hop header and is never forwarded", name)
+		case !httpguts.ValidHeaderFieldValue(val):
+			c.add(hp, "the value contains characters not allowed in a header (CR, LF or NUL)")
+		}
+	}
+	if u.Retry.Attempts < 0 || u.Retry.Attempts > 10 {
+		c.add(p+".retry.attempts", "must be between 0 and 10, got %d", u.Retry.Attempts)
+	}
+	if u.Retry.Backoff < 0 {
+		c.add(p+".retry.backoff", "must not be negative")
+	}
+	cb := u.CircuitBreaker
+	cp := p + ".circuit_breaker"
+	if cb.ConsecutiveFailures < 1 {
+		c.add(cp+".consecutive_failures", "must be at least 1")
+	}
+	if cb.FailureRatio < 0 || cb.FailureRatio > 1 {
+		c.add(cp+".failure_ratio", "must be between 0 (off) and 1, got %v", cb.FailureRatio)
+	}
+	if cb.FailureRatio > 0 && cb.MinRequests < 1 {
+		c.add(cp+".min_requests", "must be at least 1 when failure_ratio is set")
+	}
+	if cb.Interval < 0 {
+		c.add(cp+".interval", "must not be negative")
+	}
+	positive(cb.OpenTimeout > 0, cp+".open_timeout", c)
+	if cb.HalfOpenRequests < 1 {
+		c.add(cp+".half_open_requests", "must be at least 1")
+	}
+}
+
+func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
+	ep.Method = strings.ToUpper(ep.Method)
+	if !slices.Contains(methods, ep.Method) {
+		c.add(p+".method", "%q is not supported: use GET, POST, PUT, PATCH or DELETE", ep.Method)
+	}
+	positive(ep.Timeout > 0, p+".timeout", c)
+	switch {
+	case ep.Path == "":
+		c.add(p+".path", "is required, e.g. /api/profile/{id}")
+	case !strings.HasPrefix(ep.Path, "/"):
+		c.add(p+".path", "%q must start with /", ep.Path)
+	case strings.HasPrefix(ep.Path, "/__"):
+		c.add(p+".path", "%q: paths starting with /__ are reserved for Manifold (/__health, /__ready, /__demo)", ep.Path)
+	case strings.ContainsAny(ep.Path, ":*?#"):
+		c.add(p+".path", "%q: use {name} for parameters; ':', '*', '?' and '#' are not allowed in endpoint paths", ep.Path)
+	default:
+		parts, names, err := splitTemplate(ep.Path)
+		if err != nil {
+			c.add(p+".path", "%v", err)
+			break
+		}
+		if d := firstDuplicate(names); d != "" {
+			c.add(p+".path", "parameter {%s} appears twice", d)
+			break
+		}
+		var route strings.Builder
+		for _, part := range parts {
+			if part.param < 0 {
+				route.WriteString(part.literal)
+			} else {
+				route.WriteString(":" + part.literal)
+			}
+		}
+		ep.Route, ep.Params = route.String(), names
+	}
+	ep.ForwardHeaderKeys = nil
+	for i, h := range ep.ForwardHeaders {
+		hp := fmt.Sprintf("%s.forward_headers[%d]", p, i)
+		switch {
+		case !httpguts.ValidHeaderFieldName(h):
+			c.add(hp, "%q is not a valid header name", h)
+		case IsHopByHop(h):
+			c.add(hp, "%s is a hop-by-hop header: it describes the client's connection and is never forwarded", h)
+		default:
+			ep.ForwardHeaderKeys = append(ep.ForwardHeaderKeys, http.CanonicalHeaderKey(h))
+		}
+	}
+	ep.ForwardAllQuery = false
+	for i, q := range ep.ForwardQuery {
+		if q == "*" {
+			if len(ep.ForwardQuery) > 1 {
+				c.add(fmt.Sprintf("%s.forward_query[%d]", p, i), "\"*\" forwards every parameter; list no others beside it")
+			}
+			ep.ForwardAllQuery = true
+		} else if q == "" {
+			c.add(fmt.Sprintf("%s.forward_query[%d]", p, i), "empty parameter name")
+		}
+	}
+	if rl := ep.RateLimit; rl != nil {
+		rp := p + ".rate_limit"
+		if rl.RPS <= 0 {
+			c.add(rp+".rps", "must be positive (tokens per second, fractions allowed), got %v", rl.RPS)
+		}
+		if rl.Burst < 1 {
+			c.add(rp+".burst", "must be at least 1, got %d", rl.Burst)
+		}
+		if rl.Per != "global" && rl.Per != "client" {
+			c.add(rp+".per", "%q: use global or client", rl.Per)
+		}
+		switch name, isHeader := strings.CutPrefix(rl.ClientKey, "header:"); {
+		case rl.ClientKey == "ip":
+			rl.KeyHeader = ""
+		case isHeader && httpguts.ValidHeaderFieldName(name):
+			rl.KeyHeader = http.CanonicalHeaderKey(name)
+		default:
+			c.add(rp+".client_key", "%q: use ip or header:NAME (e.g. header:X-Api-Key)", rl.ClientKey)
+		}
+	}
+	if len(ep.Backends) == 0 && !c.failed(p+".backends") {
+		c.add(p+".backends", "at least one backend is required")
+	}
+	groups := map[string]int{}
+	labels := map[string]bool{}
+	for j, be := range ep.Backends {
+		bp := fmt.Sprintf("%s.backends[%d]", p, j)
+		if be == nil {
+			c.add(bp, "expected a map of settings with upstream and path")
+			continue
+		}
+		be.Index = j
+		validateBackend(cfg, ep, be, bp, c)
+		if be.Group != "" {
+			if k, dup := groups[be.Group]; dup {
+				c.add(bp+".group", "group %q is already used by backends[%d]; each backend of an endpoint needs its own group", be.Group, k)
+			}
+			groups[be.Group] = j
+		}
+		if be.Passthrough && len(ep.Backends) > 1 {
+			c.add(bp+".passthrough", "a passthrough backend must be the only backend of its endpoint (this one has %d)", len(ep.Backends))
+		}
+		be.Label = be.Group
+		if be.Label == "" {
+			be.Label = be.Upstream
+		}
+		if labels[be.Label] {
+			be.Label = fmt.Sprintf("%s#%d", be.Label, j)
+		}
+		labels[be.Label] = true
+	}
+}
+
+func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *collector) {
+	switch {
+	case be.Upstream == "":
+		c.add(bp+".upstream", "is required: name one of upstreams (known: %s)", knownUpstreams(cfg))
+	case cfg.Upstreams[be.Upstream] == nil:
+		if _, present := cfg.Upstreams[be.Upstream]; !present {
+			c.add(bp+".upstream", "unknown upstream %q (known: %s)", be.Upstream, knownUpstreams(cfg))
+		}
+	}
+	be.Method = strings.ToUpper(be.Method)
+	if !slices.Contains(methods, be.Method) && be.Method != http.MethodHead {
+		c.add(bp+".method", "%q is not supported: use GET, HEAD, POST, PUT, PATCH or DELETE", be.Method)
+	}
+	switch {
+	case be.Path == "":
+		c.add(bp+".path", "is required, e.g. /users/{id}")
+	case !strings.HasPrefix(be.Path, "/"):
+		c.add(bp+".path", "%q must start with /", be.Path)
+	default:
+		t, errs := compileTemplate(be.Path, ep.Params)
+		for _, err := range errs {
+			c.add(bp+".path", "%v", err)
+		}
+		if len(errs) == 0 {
+			be.Template = t
+		}
+	}
+	if be.Target != "" {
+		checkDotPath(be.Target, bp+".target", c)
+	}
+	for i, a := range be.Allow {
+		checkDotPath(a, fmt.Sprintf("%s.allow[%d]", bp, i), c)
+	}
+	for i, d := range be.Deny {
+		checkDotPath(d, fmt.Sprintf("%s.deny[%d]", bp, i), c)
+	}
+	for old, nw := range be.Rename {
+		if nw == "" {
+			c.add(bp+".rename."+old, "the new name is empty")
+		}
+	}
+	if be.Passthrough && (be.Target != "" || len(be.Allow) > 0 || len(be.Deny) > 0 || len(be.Rename) > 0 || be.Group != "") {
+		c.add(bp+".passthrough", "a passthrough backend relays the answer unchanged: remove group, target, allow, deny and rename")
+	}
+}
+
+func checkDotPath(path, yamlPath string, c *collector) {
+	for _, seg := range strings.Split(path, ".") {
+		if seg == "" {
+			c.add(yamlPath, "%q is not a dot path: segments must not be empty (e.g. address.city)", path)
+			return
+		}
+	}
+}
+
+func knownUpstreams(cfg *Config) string {
+	if len(cfg.UpstreamNames) == 0 {
+		return "none: define them under upstreams:"
+	}
+	return strings.Join(cfg.UpstreamNames, ", ")
+}
+
+func firstDuplicate(names []string) string {
+	for i, n := range names {
+		if slices.Contains(names[:i], n) {
+			return n
+		}
+	}
+	return ""
+}
+
+// checkRoutes asks the router itself whether the endpoint paths can live
+// together: Gin refuses some combinations (e.g. /a/{x} beside /a/{y}) by
+// panicking at registration, and that must be a config problem, not a crash.
+func checkRoutes(cfg *Config, c *collector) {
+	engine := gin.New()
+	for i, ep := range cfg.Endpoints {
+		if ep == nil || ep.Route == "" || !slices.Contains(methods, ep.Method) {
+			continue
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					c.add(fmt.Sprintf("endpoints[%d].path", i), "%s cannot be routed beside the endpoints before it: %v", ep.Path, r)
+				}
+			}()
+			engine.Handle(ep.Method, ep.Route, func(*gin.Context) {})
+		}()
+	}
+}

@@ -1,0 +1,75 @@
+package fetch
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// The classes of backend failure. Every failed Result's Err matches exactly
+// one of them with errors.Is (or is a *StatusError), so callers map failures
+// to statuses and reasons without reading error text.
+var (
+	// ErrTimeout: the call's deadline (the upstream's timeout or what was
+	// left of the endpoint's) passed before a complete answer arrived.
+	ErrTimeout = errors.New("upstream timed out")
+	// ErrCanceled: the client went away, so the call was abandoned. It says
+	// nothing about the upstream's health.
+	ErrCanceled = errors.New("request canceled")
+	// ErrConnect: the upstream could not be reached or the exchange broke
+	// (dial, TLS, reset, malformed response).
+	ErrConnect = errors.New("upstream unreachable")
+	// ErrTooLarge: the answer's decoded body exceeded max_response_bytes.
+	ErrTooLarge = errors.New("upstream response too large")
+	// ErrNotJSON: a merged backend answered something that is not JSON.
+	ErrNotJSON = errors.New("upstream response is not JSON")
+	// ErrReshape: the answer could not be reshaped (e.g. target missing).
+	ErrReshape = errors.New("upstream response has an unexpected shape")
+	// ErrCircuitOpen: the upstream's circuit breaker refused the call.
+	ErrCircuitOpen = errors.New("circuit breaker open")
+	// ErrRejected: the upstream's max_concurrent calls were already in
+	// flight, so the call was refused at once.
+	ErrRejected = errors.New("upstream concurrency limit reached")
+)
+
+// StatusError is an upstream answer with a non-2xx status (3xx included:
+// redirects are never followed).
+type StatusError struct {
+	// Code is the upstream's HTTP status.
+	Code int
+}
+
+// Error names the status.
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("upstream answered %d %s", e.Code, http.StatusText(e.Code))
+}
+
+// Reason is the short, client-safe description of a failure used in
+// "_errors" and error bodies: it never includes upstream addresses or
+// internal error text.
+func Reason(err error) string {
+	var se *StatusError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &se):
+		return fmt.Sprintf("status %d", se.Code)
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrCanceled):
+		return "canceled"
+	case errors.Is(err, ErrCircuitOpen):
+		return "circuit open"
+	case errors.Is(err, ErrRejected):
+		return "too many concurrent calls"
+	case errors.Is(err, ErrTooLarge):
+		return "response too large"
+	case errors.Is(err, ErrNotJSON):
+		return "invalid JSON response"
+	case errors.Is(err, ErrReshape):
+		return "unexpected response shape"
+	case errors.Is(err, ErrConnect):
+		return "unreachable"
+	}
+	return "failed"
+}

@@ -1,0 +1,164 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/manifold-gw/manifold/config"
+	"github.com/manifold-gw/manifold/fetch"
+)
+
+// endpointHandler serves one configured endpoint: read the request, fan out
+// through fetch, then map the results to one response.
+func (g *Gateway) endpointHandler(ep *fetch.Endpoint) gin.HandlerFunc {
+	ec := ep.Config
+	maxBody := g.cfg.Server.MaxBodyBytes
+	return func(c *gin.Context) {
+		params := make([]string, len(ec.Params))
+		for i, name := range ec.Params {
+			v := c.Param(name)
+			if v == "." || v == ".." {
+				writeError(c, http.StatusBadRequest, "path parameter "+name+" must not be \".\" or \"..\"", nil)
+				return
+			}
+			params[i] = v
+		}
+
+		var body []byte
+		if c.Request.ContentLength > maxBody {
+			writeError(c, http.StatusRequestEntityTooLarge, "request body over the limit", nil)
+			return
+		}
+		if ep.NeedsBody && c.Request.Body != nil {
+			b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+			var tooBig *http.MaxBytesError
+			switch {
+			case errors.As(err, &tooBig):
+				writeError(c, http.StatusRequestEntityTooLarge, "request body over the limit", nil)
+				return
+			case err != nil:
+				writeError(c, http.StatusBadRequest, "could not read the request body", nil)
+				return
+			}
+			body = b
+		}
+
+		in := g.inbound(c, ec, params, body)
+		if ep.Passthrough {
+			g.relay(c, ep, in)
+			return
+		}
+		results := ep.Fetch(c.Request.Context(), in)
+		g.respond(c, ec, results)
+	}
+}
+
+// respond maps the results of a fan-out to one answer (SPEC §4.9).
+func (g *Gateway) respond(c *gin.Context, ec *config.Endpoint, results []fetch.Result) {
+	var deciding *fetch.Result
+	var failed map[string]string
+	parts := make([]fetch.Part, 0, len(results))
+	for i := range results {
+		r := &results[i]
+		if r.Err == nil {
+			parts = append(parts, fetch.Part{Group: r.Backend.Config.Group, Body: r.Body})
+			continue
+		}
+		g.logBackendFailure(c, ec, r)
+		if failed == nil {
+			failed = make(map[string]string, len(results))
+		}
+		failed[r.Backend.Label] = fetch.Reason(r.Err)
+		if deciding == nil || (r.Backend.Config.Required && !deciding.Backend.Config.Required) {
+			deciding = r
+		}
+	}
+
+	if deciding != nil && (deciding.Backend.Config.Required || len(parts) == 0) {
+		status := statusFor(deciding.Err)
+		writeError(c, status, messageFor(status), failed)
+		return
+	}
+
+	h := c.Writer.Header()
+	if deciding != nil {
+		h[headerCompleted] = []string{"false"}
+		h["Cache-Control"] = []string{"no-store"}
+		if ec.ExposeErrors {
+			reasons, _ := json.Marshal(failed)
+			parts = append(parts, fetch.Part{Group: "_errors", Body: reasons})
+		}
+	} else {
+		h[headerCompleted] = []string{"true"}
+	}
+	writeJSONBytes(c.Writer, http.StatusOK, fetch.Merge(nil, parts))
+}
+
+// relay streams a passthrough backend's answer unchanged (less hop-by-hop
+// headers). Failures before the answer arrives are answered like any other.
+func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
+	rel, err := ep.Relay(c.Request.Context(), in)
+	if err != nil {
+		r := fetch.Result{Backend: ep.Backends[0], Err: err}
+		g.logBackendFailure(c, ep.Config, &r)
+		status := statusFor(err)
+		writeError(c, status, messageFor(status), map[string]string{r.Backend.Label: fetch.Reason(err)})
+		return
+	}
+	defer rel.Close()
+	resp := rel.Response
+	h := c.Writer.Header()
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	removeHopByHop(h)
+	h[headerRequestID] = []string{c.GetString(ctxRequestID)}
+	c.Writer.WriteHeader(resp.StatusCode)
+	if _, err := io.Copy(c.Writer, rel.Body); err != nil {
+		r := fetch.Result{Backend: ep.Backends[0], Err: err}
+		g.logBackendFailure(c, ep.Config, &r)
+		// The status line is gone: cutting the connection is the only
+		// honest way to tell the client the body is incomplete.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// removeHopByHop deletes the connection-level headers of a relayed answer,
+// including any named in its Connection header.
+func removeHopByHop(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range config.HopByHop {
+		delete(h, name)
+	}
+}
+
+// logBackendFailure logs one failed backend call at warn, with the internal
+// error text that clients never see. A client that left is not an upstream
+// problem and is logged at debug.
+func (g *Gateway) logBackendFailure(c *gin.Context, ec *config.Endpoint, r *fetch.Result) {
+	level := slog.LevelWarn
+	if errors.Is(r.Err, fetch.ErrCanceled) {
+		level = slog.LevelDebug
+	}
+	g.logger.LogAttrs(c.Request.Context(), level, "backend failed",
+		slog.String("request_id", c.GetString(ctxRequestID)),
+		slog.String("route", ec.Path),
+		slog.String("backend", r.Backend.Label),
+		slog.String("upstream", r.Backend.Upstream.Name),
+		slog.String("reason", fetch.Reason(r.Err)),
+		slog.Duration("duration", r.Duration),
+		slog.String("error", r.Err.Error()),
+	)
+}

@@ -1,0 +1,180 @@
+// Package handlers turns HTTP requests into backend calls and backend
+// results into responses: the Gin routes built from a compiled configuration,
+// the status mapping, JSON errors and the operations endpoints.
+package handlers
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/manifold-gw/manifold/config"
+	"github.com/manifold-gw/manifold/fetch"
+)
+
+func init() {
+	// Gin's debug mode prints every route to stdout at start-up; Manifold
+	// logs through slog instead.
+	gin.SetMode(gin.ReleaseMode)
+}
+
+// Options are what the process supplies to a Gateway beyond its config.
+type Options struct {
+	// Logger receives access lines and upstream failures (nil = discard).
+	Logger *slog.Logger
+	// Ready reports readiness for /__ready; nil means always ready. The
+	// process flips it to false when draining.
+	Ready *atomic.Bool
+	// Demo, when the config sets demo: true, is served under /__demo/.
+	Demo http.Handler
+}
+
+// Gateway is everything built from one configuration: upstream clients,
+// compiled endpoints and the router. It is immutable; a reload builds a new
+// Gateway and swaps it in, and the old one's in-flight requests finish on it.
+type Gateway struct {
+	cfg       *config.Config
+	engine    *gin.Engine
+	upstreams map[string]*fetch.Upstream
+	logger    *slog.Logger
+	ready     *atomic.Bool
+}
+
+// New compiles cfg into a Gateway: one upstream runtime per upstream, one
+// route per endpoint, plus /__health, /__ready and (demo) /__demo/.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{
+		cfg:       cfg,
+		upstreams: make(map[string]*fetch.Upstream, len(cfg.Upstreams)),
+		logger:    logger,
+		ready:     opts.Ready,
+	}
+	for _, name := range cfg.UpstreamNames {
+		g.upstreams[name] = fetch.NewUpstream(cfg.Upstreams[name], logger)
+	}
+
+	e := gin.New()
+	e.UseRawPath = true         // match on the escaped path: %2F stays inside its segment
+	e.UnescapePathValues = true // ... and hand the handler the decoded value
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.ForwardedByClientIP = true
+	e.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	if err := e.SetTrustedProxies(cfg.Server.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	e.Use(g.recoverer, g.requestID, g.accessLog)
+	e.NoRoute(func(c *gin.Context) { writeError(c, http.StatusNotFound, "no route for "+c.Request.URL.Path, nil) })
+	e.NoMethod(func(c *gin.Context) {
+		writeError(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" not allowed", nil)
+	})
+
+	for _, path := range []string{"/__health", "/__ready"} {
+		h := g.health
+		if path == "/__ready" {
+			h = g.readiness
+		}
+		e.GET(path, h)
+		e.HEAD(path, h)
+	}
+	if cfg.Demo && opts.Demo != nil {
+		e.Any("/__demo/*rest", gin.WrapH(http.StripPrefix("/__demo", opts.Demo)))
+	}
+
+	for _, ec := range cfg.Endpoints {
+		ep, err := fetch.NewEndpoint(ec, g.upstreams)
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		e.Handle(ec.Method, ec.Route, g.endpointHandler(ep))
+	}
+	g.engine = e
+	return g, nil
+}
+
+// ServeHTTP serves one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.engine.ServeHTTP(w, r) }
+
+// Config returns the configuration the Gateway was built from.
+func (g *Gateway) Config() *config.Config { return g.cfg }
+
+// Close releases the idle connections of every upstream. Requests in flight
+// finish normally.
+func (g *Gateway) Close() {
+	for _, u := range g.upstreams {
+		u.Close()
+	}
+}
+
+// Health answers /__health: 200 while the process serves. It is exported
+// for the admin listener.
+func Health(w http.ResponseWriter, _ *http.Request) {
+	writeJSONBytes(w, http.StatusOK, []byte(`{"status":"ok"}`))
+}
+
+// Readiness answers /__ready from ready: 200 ready, or 503 draining. It is
+// exported for the admin listener.
+func Readiness(ready *atomic.Bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil && !ready.Load() {
+			w.Header().Set("Cache-Control", "no-store")
+			writeJSONBytes(w, http.StatusServiceUnavailable, []byte(`{"status":"draining"}`))
+			return
+		}
+		writeJSONBytes(w, http.StatusOK, []byte(`{"status":"ready"}`))
+	}
+}
+
+func (g *Gateway) health(c *gin.Context) { Health(c.Writer, c.Request) }
+
+func (g *Gateway) readiness(c *gin.Context) { Readiness(g.ready)(c.Writer, c.Request) }
+
+// recoverer turns a panic in a handler into a 500 JSON error and a log line,
+// so one bad request never takes the process down. http.ErrAbortHandler is
+// re-raised: it is how a handler deliberately cuts a response short.
+func (g *Gateway) recoverer(c *gin.Context) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if r == http.ErrAbortHandler {
+			panic(r)
+		}
+		g.logger.Error("handler panic", "panic", fmt.Sprint(r), "request_id", c.GetString(ctxRequestID))
+		if !c.Writer.Written() {
+			writeError(c, http.StatusInternalServerError, "internal error", nil)
+		}
+		c.Abort()
+	}()
+	c.Next()
+}
+
+// accessLog writes one line per request with the fields operators filter
+// on. The route is the template, never the raw path.
+func (g *Gateway) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	status := c.Writer.Status()
+	completed := status < 400 && c.Writer.Header().Get(headerCompleted) != "false"
+	g.logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
+		slog.String("request_id", c.GetString(ctxRequestID)),
+		slog.String("method", c.Request.Method),
+		slog.String("route", c.FullPath()),
+		slog.Int("status", status),
+		slog.Duration("duration", time.Since(start)),
+		slog.Bool("completed", completed),
+		slog.String("client_ip", c.ClientIP()),
+	)
+}

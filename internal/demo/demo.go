@@ -1,0 +1,182 @@
+// Package demo provides sample upstream services that the Manifold gateway can
+// mount under /__demo/ when its config says `demo: true`, so that a fresh
+// checkout shows real aggregation (users, orders, recommendations, inventory,
+// echo) without starting any other process.
+//
+// Every answer is JSON and deterministic: values are derived from the request
+// id with an FNV hash, so the same id always yields byte-identical bodies.
+// Every path also honours the fault-injection query knobs ?delay=, ?fail= and
+// ?status= (see knobs.go) so that timeouts, retries, circuit breakers and
+// partial responses can be demonstrated against it.
+package demo
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// maxEchoBody caps the request body /echo will read.
+const maxEchoBody = 1 << 20
+
+// echoHeaders are the request headers /echo reflects back, so a caller can see
+// what the gateway forwarded.
+var echoHeaders = []string{
+	"X-Request-Id",
+	"X-Forwarded-For",
+	"X-Forwarded-Host",
+	"X-Forwarded-Proto",
+	"Content-Type",
+}
+
+// Handler returns the demo upstream services as one http.Handler (paths
+// relative to its mount point). It exists so the gateway can serve working
+// upstreams from its own listener in demo mode; the gateway strips its
+// /__demo prefix before calling it, so the handler sees paths like /users/42.
+//
+// Each call builds a fresh, stateless handler; it is safe for concurrent use.
+func Handler() http.Handler {
+	mux := http.NewServeMux()
+	route(mux, "/users/{id}", getUser, http.MethodGet)
+	route(mux, "/users/{id}/orders", getUserOrders, http.MethodGet)
+	route(mux, "/orders", getOrders, http.MethodGet)
+	route(mux, "/recommendations/{id}", getRecommendations, http.MethodGet)
+	route(mux, "/inventory/{sku}", getInventory, http.MethodGet)
+	route(mux, "/status", getStatus, http.MethodGet)
+	route(mux, "/echo", echo, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	return withKnobs(mux)
+}
+
+// route registers h for path under each method, plus a method-less fallback
+// for the same path that answers 405 as JSON (the mux's own 405 is text/plain).
+func route(mux *http.ServeMux, path string, h http.HandlerFunc, methods ...string) {
+	allow := make([]string, 0, len(methods)+1)
+	for _, m := range methods {
+		mux.HandleFunc(m+" "+path, h)
+		allow = append(allow, m)
+		if m == http.MethodGet {
+			allow = append(allow, http.MethodHead) // GET patterns also match HEAD
+		}
+	}
+	allowed := strings.Join(allow, ", ")
+	mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", allowed)
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
+}
+
+func getUser(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validUserID(id) {
+		writeError(w, http.StatusNotFound, "user not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, makeUser(id))
+}
+
+func getUserOrders(w http.ResponseWriter, r *http.Request) {
+	writeOrders(w, r.PathValue("id"))
+}
+
+func getOrders(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if !q.Has("user") {
+		writeError(w, http.StatusBadRequest, `missing "user" query parameter`)
+		return
+	}
+	writeOrders(w, q.Get("user"))
+}
+
+func writeOrders(w http.ResponseWriter, id string) {
+	if !validUserID(id) {
+		writeError(w, http.StatusNotFound, "user not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, makeOrders(id))
+}
+
+func getRecommendations(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validUserID(id) {
+		writeError(w, http.StatusNotFound, "user not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, makeRecommendations(id))
+}
+
+func getInventory(w http.ResponseWriter, r *http.Request) {
+	sku := r.PathValue("sku")
+	if !validSKU(sku) {
+		writeError(w, http.StatusNotFound, "sku not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, makeInventory(sku))
+}
+
+func getStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, struct {
+		Service string `json:"service"`
+		OK      bool   `json:"ok"`
+	}{"demo", true})
+}
+
+// echoReply is the /echo answer. Body is either the request body verbatim
+// (when it is valid JSON) or the body as a JSON string.
+type echoReply struct {
+	Method  string            `json:"method"`
+	Body    any               `json:"body"`
+	Headers map[string]string `json:"headers"`
+}
+
+func echo(w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEchoBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "request body too large (limit 1 MiB)")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "cannot read request body")
+		return
+	}
+	reply := echoReply{Method: r.Method, Headers: make(map[string]string)}
+	if json.Valid(raw) {
+		reply.Body = json.RawMessage(raw)
+	} else {
+		reply.Body = string(raw)
+	}
+	for _, name := range echoHeaders {
+		if vs := r.Header.Values(name); len(vs) > 0 {
+			reply.Headers[name] = strings.Join(vs, ", ")
+		}
+	}
+	writeJSON(w, http.StatusOK, reply)
+}
+
+// writeJSON encodes v and writes it with the given status. Encoding happens
+// before any header is sent so a marshalling failure can still become a 500.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"error":"cannot encode response"}`)
+	}
+	body = append(body, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeError writes the package's uniform error shape {"error":"..."}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{msg})
+}
