@@ -20,6 +20,7 @@ func (g *Gateway) endpointHandler(ep *fetch.Endpoint) gin.HandlerFunc {
 	ec := ep.Config
 	maxBody := g.cfg.Server.MaxBodyBytes
 	return func(c *gin.Context) {
+		c.Set(ctxRoute, ec.Path)
 		params := make([]string, len(ec.Params))
 		for i, name := range ec.Params {
 			v := c.Param(name)

@@ -167,11 +167,15 @@ func (g *Gateway) accessLog(c *gin.Context) {
 	start := time.Now()
 	c.Next()
 	status := c.Writer.Status()
+	route := c.GetString(ctxRoute)
+	if route == "" {
+		route = c.FullPath() // ops routes; "" when nothing matched
+	}
 	completed := status < 400 && c.Writer.Header().Get(headerCompleted) != "false"
 	g.logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
 		slog.String("request_id", c.GetString(ctxRequestID)),
 		slog.String("method", c.Request.Method),
-		slog.String("route", c.FullPath()),
+		slog.String("route", route),
 		slog.Int("status", status),
 		slog.Duration("duration", time.Since(start)),
 		slog.Bool("completed", completed),

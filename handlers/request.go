@@ -18,6 +18,7 @@ const (
 	headerRequestID = "X-Request-Id"
 	headerCompleted = "X-Manifold-Completed"
 	ctxRequestID    = "manifold.request_id"
+	ctxRoute        = "manifold.route"
 )
 
 // requestID keeps the client's X-Request-ID when it is sane (at most 128
