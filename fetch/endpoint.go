@@ -137,44 +137,83 @@ type Relayed struct {
 	// max_response_bytes.
 	Body io.Reader
 
-	cancel context.CancelFunc
+	body    *cappedReader
+	ctx     context.Context
+	cancel  context.CancelFunc
+	finish  func(error)
+	outcome error // what the breaker is told when the body ends cleanly
 }
 
-// Close releases the upstream connection and the call's context.
+// Close releases the upstream connection, the bulkhead slot and the call's
+// context, and reports the call's outcome to the breaker (a 5xx answer or a
+// body that broke off counts as a failure).
 func (r *Relayed) Close() {
+	outcome := r.outcome
+	if err := r.body.err; err != nil && err != io.EOF {
+		outcome = err
+		if !errors.Is(err, ErrTooLarge) {
+			outcome = classify(r.ctx, r.Response.Request.Context(), err)
+		}
+	}
 	r.Response.Body.Close()
+	r.finish(outcome)
 	r.cancel()
 }
 
 // Relay makes the single passthrough call and returns the answer for
-// streaming, whatever its status. Failures before an answer arrives come
-// back as a Result-style classified error.
+// streaming, whatever its status. Failures before an answer arrives (and a
+// Content-Length over max_response_bytes) come back as classified errors.
+// Retries apply as for merged backends, 5xx answers included, as long as
+// nothing has been relayed yet.
 func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.Config.Timeout)
 	b := e.Backends[0]
-	resp, err := b.send(ctx, in)
-	if err != nil {
-		cancel()
-		return nil, err
+	u := b.Upstream
+	for try := 0; ; try++ {
+		resp, finish, err := b.attempt(ctx, in)
+		if err == nil && resp.StatusCode >= 500 {
+			err = &StatusError{Code: resp.StatusCode}
+			if try < u.cfg.Retry.Attempts && retryable(b.Config.Method, err) {
+				resp.Body.Close()
+				finish(err)
+			} else {
+				err = nil // relayed as it is; the breaker hears of it on Close
+			}
+		}
+		if err == nil {
+			limit := u.cfg.MaxResponseBytes
+			if resp.ContentLength > limit {
+				err = fmt.Errorf("%w: Content-Length %d over %d bytes", ErrTooLarge, resp.ContentLength, limit)
+				resp.Body.Close()
+				finish(err)
+				cancel()
+				return nil, err
+			}
+			body := &cappedReader{r: resp.Body, left: limit}
+			rel := &Relayed{Response: resp, Body: body, body: body, ctx: ctx, cancel: cancel, finish: finish}
+			if resp.StatusCode >= 500 {
+				rel.outcome = &StatusError{Code: resp.StatusCode}
+			}
+			return rel, nil
+		}
+		if try >= u.cfg.Retry.Attempts || !retryable(b.Config.Method, err) || !u.backoff(ctx, try) {
+			cancel()
+			return nil, err
+		}
 	}
-	limit := b.Upstream.cfg.MaxResponseBytes
-	if resp.ContentLength > limit {
-		resp.Body.Close()
-		cancel()
-		return nil, fmt.Errorf("%w: Content-Length %d over %d bytes", ErrTooLarge, resp.ContentLength, limit)
-	}
-	return &Relayed{Response: resp, Body: &cappedReader{r: resp.Body, left: limit}, cancel: cancel}, nil
 }
 
-// cappedReader fails instead of silently truncating a body over its limit.
+// cappedReader fails instead of silently truncating a body over its limit,
+// and remembers the first error it saw.
 type cappedReader struct {
 	r    io.Reader
 	left int64
+	err  error
 }
 
 func (c *cappedReader) Read(p []byte) (int, error) {
-	if c.left < 0 {
-		return 0, ErrTooLarge
+	if c.err != nil {
+		return 0, c.err
 	}
 	if int64(len(p)) > c.left+1 {
 		p = p[:c.left+1]
@@ -182,46 +221,61 @@ func (c *cappedReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.left -= int64(n)
 	if c.left < 0 {
-		return n, ErrTooLarge
+		n += int(c.left) // never hand out bytes past the limit
+		err = ErrTooLarge
 	}
+	c.err = err
 	return n, err
 }
 
-// call makes one backend call and turns its answer into a Result.
+// call makes one backend call, with retries, and turns its answer into a
+// Result.
 func (b *Backend) call(ctx context.Context, in *Inbound) Result {
 	start := time.Now()
 	res := Result{Backend: b}
-	body, status, err := b.fetchJSON(ctx, in)
-	res.Status, res.Duration = status, time.Since(start)
-	if err != nil {
-		res.Err = err
-		return res
-	}
-	if !b.Plan.Identity() {
-		shaped, err := b.Plan.Apply(nil, body)
-		if err != nil {
-			res.Err = fmt.Errorf("%w: %w", ErrReshape, err)
-			return res
+	u := b.Upstream
+	for try := 0; ; try++ {
+		body, status, err := b.fetchJSON(ctx, in)
+		res.Status = status
+		if err == nil {
+			res.Body, res.Err = b.reshape(body)
+			break
 		}
-		body = shaped
+		if try >= u.cfg.Retry.Attempts || !retryable(b.Config.Method, err) || !u.backoff(ctx, try) {
+			res.Err = err
+			break
+		}
 	}
-	res.Body = body
+	res.Duration = time.Since(start)
 	return res
+}
+
+func (b *Backend) reshape(body []byte) ([]byte, error) {
+	if b.Plan.Identity() {
+		return body, nil
+	}
+	shaped, err := b.Plan.Apply(nil, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrReshape, err)
+	}
+	return shaped, nil
 }
 
 var emptyObject = []byte("{}")
 
-// fetchJSON sends the call and reads a 2xx JSON answer.
-func (b *Backend) fetchJSON(ctx context.Context, in *Inbound) ([]byte, int, error) {
-	resp, err := b.send(ctx, in)
+// fetchJSON makes one try and reads a 2xx JSON answer. The whole try, body
+// included, passes through the upstream's bulkhead and breaker.
+func (b *Backend) fetchJSON(ctx context.Context, in *Inbound) (body []byte, status int, err error) {
+	resp, finish, err := b.attempt(ctx, in)
 	if err != nil {
 		return nil, 0, err
 	}
+	defer func() { finish(err) }()
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, resp.StatusCode, &StatusError{Code: resp.StatusCode}
 	}
-	body, err := readBody(resp.Body, b.Upstream.cfg.MaxResponseBytes, resp.ContentLength)
+	body, err = readBody(resp.Body, b.Upstream.cfg.MaxResponseBytes, resp.ContentLength)
 	if err != nil {
 		if !errors.Is(err, ErrTooLarge) {
 			err = classify(ctx, resp.Request.Context(), err)
@@ -237,21 +291,39 @@ func (b *Backend) fetchJSON(ctx context.Context, in *Inbound) ([]byte, int, erro
 	return body, resp.StatusCode, nil
 }
 
+// attempt admits one try through the bulkhead and breaker and sends it. On
+// success the caller owns resp.Body and must call finish with the try's
+// outcome; on failure both are already settled.
+func (b *Backend) attempt(ctx context.Context, in *Inbound) (*http.Response, func(error), error) {
+	finish, err := b.Upstream.admit()
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := b.send(ctx, in)
+	if err != nil {
+		finish(err)
+		return nil, nil, err
+	}
+	return resp, finish, nil
+}
+
 // send builds the upstream request under the call's own deadline and sends
 // it. On success the response body is open and bound to that deadline; the
 // deadline's timer is released when the body is closed.
 func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, error) {
 	u := b.Upstream
-	timeout := u.cfg.Timeout
+	timeout, cause := u.cfg.Timeout, errOwnTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		left -= min(headroomMax, left/20)
-		timeout = min(timeout, left)
+		if left < timeout {
+			timeout, cause = left, errEndpointClipped
+		}
 	}
 	if timeout <= 0 {
-		return nil, fmt.Errorf("%w: no time left before the endpoint deadline", ErrTimeout)
+		return nil, fmt.Errorf("%w: %w", ErrTimeout, errEndpointClipped)
 	}
-	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	callCtx, cancel := context.WithTimeoutCause(ctx, timeout, cause)
 
 	var body io.Reader
 	if b.sendsBody && len(in.Body) > 0 {
@@ -274,8 +346,9 @@ func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, error)
 	}
 	req.Header["User-Agent"] = []string{UserAgent}
 
-	resp, err := u.roundTrip(ctx, req)
+	resp, err := u.client.Do(req)
 	if err != nil {
+		err = classify(ctx, callCtx, err)
 		cancel()
 		return nil, err
 	}

@@ -102,7 +102,9 @@ func TestFetchClassifiesFailures(t *testing.T) {
 		{"gzip under the cap on the wire but over it decoded", gz(5000), "1s",
 			func(err error) bool { return errors.Is(err, fetch.ErrTooLarge) }},
 		{"target missing", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"other":1}`) }, "1s",
-			func(err error) bool { return errors.Is(err, fetch.ErrReshape) && errors.Is(err, fetch.ErrTargetMissing) }},
+			func(err error) bool {
+				return errors.Is(err, fetch.ErrReshape) && errors.Is(err, fetch.ErrTargetMissing)
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+
 	"github.com/manifold-gw/manifold/config"
 )
 
@@ -29,12 +31,26 @@ type Upstream struct {
 	transport *http.Transport
 	client    *http.Client
 	logger    *slog.Logger
+
+	breaker       *gobreaker.TwoStepCircuitBreaker[struct{}] // nil: disabled
+	slots         chan struct{}                              // bulkhead; nil: unlimited
+	onStateChange func(upstream string, to BreakerState)
 }
 
-// NewUpstream builds the runtime of cfg (which Load validated). The client
-// never follows redirects, never uses environment proxies, and keeps enough
-// idle connections per host for the upstream's concurrency.
-func NewUpstream(cfg *config.Upstream, logger *slog.Logger) *Upstream {
+// Option adjusts an Upstream at construction.
+type Option func(*Upstream)
+
+// WithStateChange calls f whenever the upstream's circuit breaker changes
+// state, e.g. to update a metric. f must be fast and must not block.
+func WithStateChange(f func(upstream string, to BreakerState)) Option {
+	return func(u *Upstream) { u.onStateChange = f }
+}
+
+// NewUpstream builds the runtime of cfg (which Load validated): a client
+// that never follows redirects, never uses environment proxies and keeps
+// enough idle connections per host for the upstream's concurrency, plus the
+// upstream's circuit breaker and bulkhead, shared by every backend naming it.
+func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Upstream {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -57,7 +73,7 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger) *Upstream {
 	for k, v := range cfg.Headers {
 		h[k] = []string{v} // as written: Go sends map keys verbatim
 	}
-	return &Upstream{
+	u := &Upstream{
 		Name:      cfg.Name,
 		cfg:       cfg,
 		base:      cfg.BaseURL.String(),
@@ -71,6 +87,14 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger) *Upstream {
 		},
 		logger: logger.With("upstream", cfg.Name),
 	}
+	for _, o := range opts {
+		o(u)
+	}
+	if cfg.MaxConcurrent > 0 {
+		u.slots = make(chan struct{}, cfg.MaxConcurrent)
+	}
+	u.breaker = u.newBreaker(cfg.CircuitBreaker)
+	return u
 }
 
 // Config returns the configuration this upstream was built from.
@@ -80,23 +104,19 @@ func (u *Upstream) Config() *config.Upstream { return u.cfg }
 // A reload calls it for upstreams that were removed or changed.
 func (u *Upstream) Close() { u.transport.CloseIdleConnections() }
 
-// roundTrip sends req and returns the response with its body still open, or
-// a classified error. callCtx is req's context; parent is the request's
-// context (so a cancellation by the client is told from a deadline).
-func (u *Upstream) roundTrip(parent context.Context, req *http.Request) (*http.Response, error) {
-	resp, err := u.client.Do(req)
-	if err != nil {
-		return nil, classify(parent, req.Context(), err)
-	}
-	return resp, nil
-}
-
 // classify maps a transport or body-read error onto the failure classes.
+// parent is the request's context, so a client that left is told from a
+// deadline; callCtx is the call's, whose cause says which deadline passed.
 func classify(parent, callCtx context.Context, err error) error {
 	switch {
 	case errors.Is(parent.Err(), context.Canceled):
 		return fmt.Errorf("%w: %w", ErrCanceled, err)
-	case callCtx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+	case callCtx.Err() != nil:
+		if cause := context.Cause(callCtx); cause != errOwnTimeout {
+			return fmt.Errorf("%w: %w", ErrTimeout, errEndpointClipped)
+		}
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
 	return fmt.Errorf("%w: %w", ErrConnect, err)

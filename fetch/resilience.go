@@ -1,0 +1,186 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/manifold-gw/manifold/config"
+)
+
+// Why a timeout happened, recorded as the call context's cause: only a call
+// that had its upstream's whole timeout and still ran out says anything about
+// the upstream's health.
+var (
+	errOwnTimeout      = errors.New("upstream timeout elapsed")
+	errEndpointClipped = errors.New("endpoint deadline left less than the upstream timeout")
+)
+
+// errNotCounted marks failures the circuit breaker must ignore: the client
+// left, or the endpoint's deadline (spent partly elsewhere) cut the call short.
+var errNotCounted = errors.New("not counted by the circuit breaker")
+
+// BreakerState is an upstream circuit breaker's state, numbered as the
+// manifold_circuit_state metric reports it.
+type BreakerState int
+
+// The breaker states.
+const (
+	BreakerClosed   BreakerState = 0
+	BreakerHalfOpen BreakerState = 1
+	BreakerOpen     BreakerState = 2
+)
+
+// String names the state.
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerHalfOpen:
+		return "half-open"
+	case BreakerOpen:
+		return "open"
+	}
+	return "closed"
+}
+
+func fromGobreaker(s gobreaker.State) BreakerState {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return BreakerHalfOpen
+	case gobreaker.StateOpen:
+		return BreakerOpen
+	}
+	return BreakerClosed
+}
+
+// newBreaker builds the upstream's breaker from its configuration, or nil
+// when disabled. State changes are logged at warn and passed to onChange.
+func (u *Upstream) newBreaker(cb config.CircuitBreaker) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	if !cb.Enabled {
+		return nil
+	}
+	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        u.Name,
+		MaxRequests: cb.HalfOpenRequests,
+		Interval:    cb.Interval,
+		Timeout:     cb.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			if c.ConsecutiveFailures >= cb.ConsecutiveFailures {
+				return true
+			}
+			done := c.TotalSuccesses + c.TotalFailures
+			return cb.FailureRatio > 0 && done >= cb.MinRequests && float64(c.TotalFailures)/float64(done) >= cb.FailureRatio
+		},
+		IsExcluded: func(err error) bool { return errors.Is(err, errNotCounted) },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			u.logger.Warn("circuit breaker state changed", "from", from.String(), "to", to.String())
+			if u.onStateChange != nil {
+				u.onStateChange(name, fromGobreaker(to))
+			}
+		},
+	})
+}
+
+// BreakerState reports the upstream breaker's current state (closed when
+// the breaker is disabled).
+func (u *Upstream) BreakerState() BreakerState {
+	if u.breaker == nil {
+		return BreakerClosed
+	}
+	return fromGobreaker(u.breaker.State())
+}
+
+// breakerVerdict turns a call's outcome into what the breaker should
+// count: nil (success) for answers that prove the upstream healthy, 4xx and
+// 3xx included; errNotCounted for cancellations and clipped deadlines; the
+// error itself (a failure) otherwise.
+func breakerVerdict(err error) error {
+	var se *StatusError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		if se.Code >= 500 {
+			return err
+		}
+		return nil
+	case errors.Is(err, ErrCanceled), errors.Is(err, errEndpointClipped):
+		return errNotCounted
+	case errors.Is(err, ErrReshape):
+		return nil // the upstream answered; the shape is a contract matter
+	}
+	return err
+}
+
+// admit passes a call through the bulkhead and the breaker. On success the
+// caller must call finish exactly once with the call's outcome; it releases
+// the bulkhead slot and reports to the breaker.
+func (u *Upstream) admit() (finish func(error), err error) {
+	if u.slots != nil {
+		select {
+		case u.slots <- struct{}{}:
+		default:
+			return nil, fmt.Errorf("%w: %d calls in flight", ErrRejected, cap(u.slots))
+		}
+	}
+	release := func() {
+		if u.slots != nil {
+			<-u.slots
+		}
+	}
+	if u.breaker == nil {
+		return func(error) { release() }, nil
+	}
+	done, err := u.breaker.Allow()
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("%w: %w", ErrCircuitOpen, err)
+	}
+	return func(outcome error) {
+		done(breakerVerdict(outcome))
+		release()
+	}, nil
+}
+
+// retryable reports whether a failed try may be repeated: only GET and HEAD,
+// and only on connect errors, timeouts and 5xx answers.
+func retryable(method string, err error) bool {
+	if method != http.MethodGet && method != http.MethodHead {
+		return false
+	}
+	var se *StatusError
+	switch {
+	case errors.As(err, &se):
+		return se.Code >= 500
+	case errors.Is(err, ErrCanceled), errors.Is(err, ErrCircuitOpen), errors.Is(err, ErrRejected):
+		return false
+	}
+	return errors.Is(err, ErrConnect) || errors.Is(err, ErrTimeout)
+}
+
+// backoff waits before retry number try (0-based) and reports whether the
+// retry may start: the wait is jittered exponential backoff, and a retry
+// starts only if the upstream's whole timeout still fits before ctx's
+// deadline afterwards, so no try is started that could not finish in time.
+func (u *Upstream) backoff(ctx context.Context, try int) bool {
+	base := u.cfg.Retry.Backoff << min(try, 10)
+	d := base/2 + rand.N(base/2+1)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl)-d-headroomMax < u.cfg.Timeout {
+		return false
+	}
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
