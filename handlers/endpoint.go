@@ -19,8 +19,12 @@ import (
 func (g *Gateway) endpointHandler(ep *fetch.Endpoint) gin.HandlerFunc {
 	ec := ep.Config
 	maxBody := g.cfg.Server.MaxBodyBytes
+	limit := newRateLimit(ec.RateLimit)
 	return func(c *gin.Context) {
 		c.Set(ctxRoute, ec.Path)
+		if limit != nil && !limit.allow(c) {
+			return
+		}
 		params := make([]string, len(ec.Params))
 		for i, name := range ec.Params {
 			v := c.Param(name)

@@ -1,0 +1,72 @@
+package handlers
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/manifold-gw/manifold/config"
+	"github.com/manifold-gw/manifold/limiter"
+)
+
+// rateLimit is an endpoint's limiter with the rule that picks a request's
+// bucket.
+type rateLimit struct {
+	cfg *config.RateLimit
+	lim limiter.Limiter
+	// limitHeader is RateLimit-Limit, formatted once.
+	limitHeader []string
+}
+
+// newRateLimit builds the limiter of an endpoint, or nil when it has none.
+func newRateLimit(rl *config.RateLimit) *rateLimit {
+	if rl == nil {
+		return nil
+	}
+	var lim limiter.Limiter
+	if rl.Per == "client" {
+		lim = limiter.NewPerKey(rl.RPS, rl.Burst)
+	} else {
+		lim = limiter.NewGlobal(rl.RPS, rl.Burst)
+	}
+	return &rateLimit{cfg: rl, lim: lim, limitHeader: []string{strconv.Itoa(rl.Burst)}}
+}
+
+// key is the client's bucket key: the configured header's value, or the
+// client IP (the peer, or the right-most untrusted X-Forwarded-For entry
+// when the peer is a trusted proxy). Header keys are prefixed so a header
+// value can never name another client's IP bucket.
+func (rl *rateLimit) key(c *gin.Context) string {
+	if rl.cfg.Per != "client" {
+		return ""
+	}
+	if h := rl.cfg.KeyHeader; h != "" {
+		if v := c.Request.Header.Get(h); v != "" {
+			return "h\x00" + v
+		}
+	}
+	return c.ClientIP()
+}
+
+// allow takes a token for the request, sets the RateLimit-* headers, and
+// answers 429 with Retry-After when refused. It reports whether to go on.
+func (rl *rateLimit) allow(c *gin.Context) bool {
+	d := rl.lim.Allow(rl.key(c))
+	h := c.Writer.Header()
+	h["Ratelimit-Limit"] = rl.limitHeader
+	h["Ratelimit-Remaining"] = []string{strconv.Itoa(d.Remaining)}
+	h["Ratelimit-Reset"] = []string{strconv.Itoa(ceilSeconds(d.Reset))}
+	if d.Allowed {
+		return true
+	}
+	h["Retry-After"] = []string{strconv.Itoa(max(1, ceilSeconds(d.RetryAfter)))}
+	writeError(c, http.StatusTooManyRequests, "rate limit exceeded", nil)
+	return false
+}
+
+func ceilSeconds(d time.Duration) int {
+	return int(math.Ceil(d.Seconds()))
+}

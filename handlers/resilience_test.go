@@ -1,0 +1,150 @@
+package handlers_test
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func rateLimited(t *testing.T, rateLimit, trusted string) string {
+	t.Helper()
+	return gateway(t, fmt.Sprintf(`
+server:
+  trusted_proxies: %s
+upstreams:
+  u: {url: "{{u}}"}
+endpoints:
+  - path: /e
+    rate_limit: %s
+    backends: [{upstream: u, path: /}]
+`, trusted, rateLimit), map[string]string{"u": jsonUpstream(t, 0, `{"ok":true}`)})
+}
+
+func TestRateLimitBurstRefusalRecovery(t *testing.T) {
+	base := rateLimited(t, "{rps: 5, burst: 2}", "[]")
+	for i := range 2 {
+		a := get(t, base+"/e")
+		if a.status != 200 {
+			t.Fatalf("request %d within burst: %d", i, a.status)
+		}
+		if a.header.Get("RateLimit-Limit") != "2" || a.header.Get("RateLimit-Remaining") != strconv.Itoa(1-i) {
+			t.Errorf("request %d: RateLimit headers %v", i, a.header)
+		}
+	}
+	a := get(t, base+"/e")
+	if a.status != 429 {
+		t.Fatalf("over the burst: %d", a.status)
+	}
+	a.errorOf(t)
+	// 5 rps: the next token is at most 200ms away, so Retry-After rounds up
+	// to the minimum of 1 second.
+	if ra := a.header.Get("Retry-After"); ra != "1" {
+		t.Errorf("Retry-After %q, want 1", ra)
+	}
+	// Recovery: a token comes back within the refill interval (200ms).
+	deadline := time.Now().Add(2 * time.Second)
+	for get(t, base+"/e").status != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("no recovery 2s after refusal at 5 rps")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRetryAfterReflectsTheBucket(t *testing.T) {
+	base := rateLimited(t, "{rps: 0.25, burst: 1}", "[]") // one token per 4s
+	get(t, base+"/e")
+	a := get(t, base+"/e")
+	if a.status != 429 {
+		t.Fatalf("status %d", a.status)
+	}
+	if ra, _ := strconv.Atoi(a.header.Get("Retry-After")); ra < 3 || ra > 4 {
+		t.Errorf("Retry-After %q, want 4 (or 3 on a slow machine)", a.header.Get("Retry-After"))
+	}
+}
+
+func TestPerClientLimits(t *testing.T) {
+	type req struct {
+		hdr  map[string]string
+		want int
+	}
+	tests := []struct {
+		name, limit, trusted string
+		reqs                 []req
+	}{
+		{"header keys are separate buckets", "{rps: 0.01, burst: 1, per: client, client_key: 'header:X-Api-Key'}", "[]", []req{
+			{map[string]string{"X-Api-Key": "A"}, 200},
+			{map[string]string{"X-Api-Key": "A"}, 429},
+			{map[string]string{"X-Api-Key": "B"}, 200},
+		}},
+		{"missing header falls back to the IP", "{rps: 0.01, burst: 1, per: client, client_key: 'header:X-Api-Key'}", "[]", []req{
+			{nil, 200},
+			{nil, 429},
+			{map[string]string{"X-Api-Key": "127.0.0.1"}, 200}, // a header value never names an IP bucket
+		}},
+		{"untrusted peer cannot pick its key with X-Forwarded-For", "{rps: 0.01, burst: 1, per: client}", "[]", []req{
+			{map[string]string{"X-Forwarded-For": "1.1.1.1"}, 200},
+			{map[string]string{"X-Forwarded-For": "2.2.2.2"}, 429},
+			{nil, 429},
+		}},
+		{"trusted proxy: right-most untrusted entry is the client", "{rps: 0.01, burst: 1, per: client}", "[127.0.0.1]", []req{
+			{map[string]string{"X-Forwarded-For": "1.1.1.1"}, 200},
+			{map[string]string{"X-Forwarded-For": "2.2.2.2"}, 200},
+			{map[string]string{"X-Forwarded-For": "1.1.1.1"}, 429},
+			{map[string]string{"X-Forwarded-For": "9.9.9.9, 2.2.2.2"}, 429}, // spoofed left part changes nothing
+		}},
+		{"global limit ignores clients", "{rps: 0.01, burst: 1}", "[127.0.0.1]", []req{
+			{map[string]string{"X-Forwarded-For": "1.1.1.1"}, 200},
+			{map[string]string{"X-Forwarded-For": "2.2.2.2"}, 429},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := rateLimited(t, tt.limit, tt.trusted)
+			for i, r := range tt.reqs {
+				if a := do(t, "GET", base+"/e", nil, r.hdr); a.status != r.want {
+					t.Fatalf("request %d (%v): status %d, want %d", i, r.hdr, a.status, r.want)
+				}
+			}
+		})
+	}
+}
+
+func TestOpenBreakerAnswers503OrPartial(t *testing.T) {
+	fail := upstream(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	base := gateway(t, `
+upstreams:
+  ok: {url: "{{ok}}"}
+  bad:
+    url: "{{bad}}"
+    circuit_breaker: {consecutive_failures: 2, open_timeout: 1m}
+endpoints:
+  - path: /required
+    backends:
+      - {upstream: ok, path: /, group: ok}
+      - {upstream: bad, path: /, group: bad, required: true}
+  - path: /optional
+    expose_errors: true
+    backends:
+      - {upstream: ok, path: /, group: ok}
+      - {upstream: bad, path: /, group: bad}
+`, map[string]string{"ok": jsonUpstream(t, 0, `{"fine":1}`), "bad": fail})
+	for range 2 {
+		if a := get(t, base+"/required"); a.status != 502 {
+			t.Fatalf("5xx from required backend: %d", a.status)
+		}
+	}
+	a := get(t, base+"/required")
+	if a.status != 503 {
+		t.Fatalf("required backend behind an open breaker: %d %s", a.status, a.body)
+	}
+	if _, _, backends := a.errorOf(t); backends["bad"] != "circuit open" {
+		t.Errorf("backends %v", backends)
+	}
+	a = get(t, base+"/optional")
+	if a.status != 200 || string(a.body) != `{"ok":{"fine":1},"_errors":{"bad":"circuit open"}}` {
+		t.Fatalf("optional backend behind an open breaker: %d %s", a.status, a.body)
+	}
+}
