@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -16,13 +17,13 @@ import (
 
 // endpointHandler serves one configured endpoint: read the request, fan out
 // through fetch, then map the results to one response.
-func (g *Gateway) endpointHandler(ep *fetch.Endpoint) gin.HandlerFunc {
+func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.HandlerFunc {
 	ec := ep.Config
 	maxBody := g.cfg.Server.MaxBodyBytes
-	limit := newRateLimit(ec.RateLimit)
 	return func(c *gin.Context) {
 		c.Set(ctxRoute, ec.Path)
 		if limit != nil && !limit.allow(c) {
+			g.metrics.rateLimitRejected(ec.Path)
 			return
 		}
 		params := make([]string, len(ec.Params))
@@ -71,6 +72,7 @@ func (g *Gateway) respond(c *gin.Context, ec *config.Endpoint, results []fetch.R
 	parts := make([]fetch.Part, 0, len(results))
 	for i := range results {
 		r := &results[i]
+		g.metrics.observeBackend(r)
 		if r.Err == nil {
 			parts = append(parts, fetch.Part{Group: r.Backend.Config.Group, Body: r.Body})
 			continue
@@ -108,9 +110,11 @@ func (g *Gateway) respond(c *gin.Context, ec *config.Endpoint, results []fetch.R
 // relay streams a passthrough backend's answer unchanged (less hop-by-hop
 // headers). Failures before the answer arrives are answered like any other.
 func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
+	start := time.Now()
 	rel, err := ep.Relay(c.Request.Context(), in)
 	if err != nil {
-		r := fetch.Result{Backend: ep.Backends[0], Err: err}
+		r := fetch.Result{Backend: ep.Backends[0], Err: err, Duration: time.Since(start)}
+		g.metrics.observeBackend(&r)
 		g.logBackendFailure(c, ep.Config, &r)
 		status := statusFor(err)
 		writeError(c, status, messageFor(status), map[string]string{r.Backend.Label: fetch.Reason(err)})
@@ -125,8 +129,13 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 	removeHopByHop(h)
 	h[headerRequestID] = []string{c.GetString(ctxRequestID)}
 	c.Writer.WriteHeader(resp.StatusCode)
-	if _, err := io.Copy(c.Writer, rel.Body); err != nil {
-		r := fetch.Result{Backend: ep.Backends[0], Err: err}
+	_, err = io.Copy(c.Writer, rel.Body)
+	r := fetch.Result{Backend: ep.Backends[0], Err: err, Status: resp.StatusCode, Duration: time.Since(start)}
+	if err == nil && resp.StatusCode >= 500 {
+		r.Err = &fetch.StatusError{Code: resp.StatusCode}
+	}
+	g.metrics.observeBackend(&r)
+	if err != nil {
 		g.logBackendFailure(c, ep.Config, &r)
 		// The status line is gone: cutting the connection is the only
 		// honest way to tell the client the body is incomplete.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,13 @@ type Options struct {
 	Ready *atomic.Bool
 	// Demo, when the config sets demo: true, is served under /__demo/.
 	Demo http.Handler
+	// Metrics receives the Prometheus series (nil = not measured).
+	Metrics *Metrics
+	// Previous is the Gateway this one replaces on a reload. Upstreams whose
+	// configuration did not change are carried over whole (connection pool,
+	// circuit breaker state, bulkhead), and so are the rate-limit buckets of
+	// endpoints whose method, path and rate_limit did not change.
+	Previous *Gateway
 }
 
 // Gateway is everything built from one configuration: upstream clients,
@@ -40,8 +48,10 @@ type Gateway struct {
 	cfg       *config.Config
 	engine    *gin.Engine
 	upstreams map[string]*fetch.Upstream
+	limits    map[string]*rateLimit // by "METHOD path"
 	logger    *slog.Logger
 	ready     *atomic.Bool
+	metrics   *Metrics
 }
 
 // New compiles cfg into a Gateway: one upstream runtime per upstream, one
@@ -54,11 +64,27 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g := &Gateway{
 		cfg:       cfg,
 		upstreams: make(map[string]*fetch.Upstream, len(cfg.Upstreams)),
+		limits:    map[string]*rateLimit{},
 		logger:    logger,
 		ready:     opts.Ready,
+		metrics:   opts.Metrics,
 	}
+	prev := opts.Previous
 	for _, name := range cfg.UpstreamNames {
-		g.upstreams[name] = fetch.NewUpstream(cfg.Upstreams[name], logger)
+		uc := cfg.Upstreams[name]
+		if prev != nil {
+			if old := prev.upstreams[name]; old != nil && sameUpstream(old.Config(), uc) {
+				g.upstreams[name] = old
+				continue
+			}
+		}
+		var uopts []fetch.Option
+		if m := opts.Metrics; m != nil {
+			uopts = append(uopts, fetch.WithStateChange(m.BreakerChanged))
+		}
+		u := fetch.NewUpstream(uc, logger, uopts...)
+		g.upstreams[name] = u
+		opts.Metrics.BreakerChanged(name, u.BreakerState())
 	}
 
 	e := gin.New()
@@ -73,7 +99,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if err := e.SetTrustedProxies(cfg.Server.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
-	e.Use(g.recoverer, g.requestID, g.accessLog)
+	e.Use(g.recoverer, g.requestID, g.observe)
 	e.NoRoute(func(c *gin.Context) { writeError(c, http.StatusNotFound, "no route for "+c.Request.URL.Path, nil) })
 	e.NoMethod(func(c *gin.Context) {
 		writeError(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" not allowed", nil)
@@ -97,7 +123,17 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			g.Close()
 			return nil, err
 		}
-		e.Handle(ec.Method, ec.Route, g.endpointHandler(ep))
+		key := ec.Method + " " + ec.Path
+		limit := newRateLimit(ec.RateLimit)
+		if prev != nil {
+			if old := prev.limits[key]; old != nil && limit != nil && *old.cfg == *limit.cfg {
+				limit = old
+			}
+		}
+		if limit != nil {
+			g.limits[key] = limit
+		}
+		e.Handle(ec.Method, ec.Route, g.endpointHandler(ep, limit))
 	}
 	g.engine = e
 	return g, nil
@@ -111,10 +147,27 @@ func (g *Gateway) Config() *config.Config { return g.cfg }
 
 // Close releases the idle connections of every upstream. Requests in flight
 // finish normally.
-func (g *Gateway) Close() {
-	for _, u := range g.upstreams {
+func (g *Gateway) Close() { g.Retire(nil) }
+
+// Retire releases what this Gateway holds that next did not carry over:
+// the idle connections of upstreams that were removed or changed (and their
+// circuit-state series). Requests in flight on g finish normally.
+func (g *Gateway) Retire(next *Gateway) {
+	for name, u := range g.upstreams {
+		if next != nil && next.upstreams[name] == u {
+			continue
+		}
 		u.Close()
+		if g.metrics != nil && (next == nil || next.upstreams[name] == nil) {
+			g.metrics.circuitState.DeleteLabelValues(name)
+		}
 	}
+}
+
+// sameUpstream reports whether two upstream configurations are identical,
+// so that the runtime of the old one (and its breaker state) can serve on.
+func sameUpstream(a, b *config.Upstream) bool {
+	return reflect.DeepEqual(a, b)
 }
 
 // Health answers /__health: 200 while the process serves. It is exported
@@ -161,11 +214,17 @@ func (g *Gateway) recoverer(c *gin.Context) {
 	c.Next()
 }
 
-// accessLog writes one line per request with the fields operators filter
-// on. The route is the template, never the raw path.
-func (g *Gateway) accessLog(c *gin.Context) {
+// observe writes one access line per request with the fields operators
+// filter on, and the request metrics. The route is the template, never the
+// raw path, so neither log fields nor metric labels carry client input.
+func (g *Gateway) observe(c *gin.Context) {
 	start := time.Now()
+	if g.metrics != nil {
+		g.metrics.inflight.Inc()
+		defer g.metrics.inflight.Dec()
+	}
 	c.Next()
+	took := time.Since(start)
 	status := c.Writer.Status()
 	route := c.GetString(ctxRoute)
 	if route == "" {
@@ -177,8 +236,9 @@ func (g *Gateway) accessLog(c *gin.Context) {
 		slog.String("method", c.Request.Method),
 		slog.String("route", route),
 		slog.Int("status", status),
-		slog.Duration("duration", time.Since(start)),
+		slog.Duration("duration", took),
 		slog.Bool("completed", completed),
 		slog.String("client_ip", c.ClientIP()),
 	)
+	g.metrics.observeRequest(route, c.Request.Method, status, took.Seconds())
 }

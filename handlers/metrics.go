@@ -1,0 +1,166 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/manifold-gw/manifold/fetch"
+)
+
+// Metrics are Manifold's Prometheus series. They outlive any one Gateway
+// (a reload builds a new Gateway but keeps counting into the same series),
+// so the process creates them once and hands them to every Gateway.
+//
+// Every label value comes from configuration (route templates, upstream
+// names) or a small fixed set (methods, status codes, outcomes), never from
+// client input, so the number of series is bounded whatever clients send.
+type Metrics struct {
+	registry        *prometheus.Registry
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	backendRequests *prometheus.CounterVec
+	backendDuration *prometheus.HistogramVec
+	circuitState    *prometheus.GaugeVec
+	rateLimited     *prometheus.CounterVec
+	inflight        prometheus.Gauge
+	reloads         *prometheus.CounterVec
+}
+
+// NewMetrics creates the series in a registry of their own, with the
+// standard Go and process collectors.
+func NewMetrics() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		registry: r,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "manifold_requests_total",
+			Help: "Requests served, by endpoint (route template), method and status code.",
+		}, []string{"endpoint", "method", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "manifold_request_duration_seconds",
+			Help:    "Time to answer a request, by endpoint (route template).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"endpoint"}),
+		backendRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "manifold_backend_requests_total",
+			Help: "Backend calls by upstream and outcome (ok, error, timeout, circuit_open, rejected).",
+		}, []string{"upstream", "outcome"}),
+		backendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "manifold_backend_duration_seconds",
+			Help:    "Duration of backend calls (retries included), by upstream.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"upstream"}),
+		circuitState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "manifold_circuit_state",
+			Help: "Circuit breaker state by upstream: 0 closed, 1 half-open, 2 open.",
+		}, []string{"upstream"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "manifold_ratelimit_rejected_total",
+			Help: "Requests refused with 429 by an endpoint's rate limit.",
+		}, []string{"endpoint"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "manifold_inflight_requests",
+			Help: "Requests being served right now.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "manifold_config_reloads_total",
+			Help: "Configuration reloads by result (success, failure).",
+		}, []string{"result"}),
+	}
+	r.MustRegister(m.requests, m.requestDuration, m.backendRequests, m.backendDuration,
+		m.circuitState, m.rateLimited, m.inflight, m.reloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// Reloaded counts a configuration reload attempt.
+func (m *Metrics) Reloaded(ok bool) {
+	if m == nil {
+		return
+	}
+	result := "success"
+	if !ok {
+		result = "failure"
+	}
+	m.reloads.WithLabelValues(result).Inc()
+}
+
+// BreakerChanged records an upstream breaker's new state; it fits
+// fetch.WithStateChange.
+func (m *Metrics) BreakerChanged(upstream string, to fetch.BreakerState) {
+	if m == nil {
+		return
+	}
+	m.circuitState.WithLabelValues(upstream).Set(float64(to))
+}
+
+// knownMethods bounds the method label: anything else is "OTHER".
+var knownMethods = map[string]string{
+	"GET": "GET", "HEAD": "HEAD", "POST": "POST", "PUT": "PUT", "PATCH": "PATCH",
+	"DELETE": "DELETE", "OPTIONS": "OPTIONS", "CONNECT": "CONNECT", "TRACE": "TRACE",
+}
+
+var codeLabels = func() [600]string {
+	var l [600]string
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+func (m *Metrics) observeRequest(endpoint, method string, status int, seconds float64) {
+	if m == nil {
+		return
+	}
+	ml, ok := knownMethods[method]
+	if !ok {
+		ml = "OTHER"
+	}
+	code := "other"
+	if status >= 0 && status < len(codeLabels) {
+		code = codeLabels[status]
+	}
+	m.requests.WithLabelValues(endpoint, ml, code).Inc()
+	m.requestDuration.WithLabelValues(endpoint).Observe(seconds)
+}
+
+func (m *Metrics) observeBackend(r *fetch.Result) {
+	if m == nil {
+		return
+	}
+	up := r.Backend.Upstream.Name
+	m.backendRequests.WithLabelValues(up, outcome(r.Err)).Inc()
+	m.backendDuration.WithLabelValues(up).Observe(r.Duration.Seconds())
+}
+
+func (m *Metrics) rateLimitRejected(endpoint string) {
+	if m == nil {
+		return
+	}
+	m.rateLimited.WithLabelValues(endpoint).Inc()
+}
+
+// outcome classifies a backend call for manifold_backend_requests_total.
+func outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, fetch.ErrTimeout):
+		return "timeout"
+	case errors.Is(err, fetch.ErrCircuitOpen):
+		return "circuit_open"
+	case errors.Is(err, fetch.ErrRejected):
+		return "rejected"
+	}
+	return "error"
+}

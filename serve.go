@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/manifold-gw/manifold/config"
+	"github.com/manifold-gw/manifold/fetch"
+	"github.com/manifold-gw/manifold/handlers"
+	"github.com/manifold-gw/manifold/internal/demo"
+)
+
+// errForced is returned when a second signal cut the drain short.
+var errForced = errors.New("second signal: exited without finishing in-flight requests")
+
+// liveGateway serves through whichever Gateway is current; a reload swaps
+// the pointer, and requests already inside the old Gateway finish there.
+type liveGateway struct {
+	p atomic.Pointer[handlers.Gateway]
+}
+
+func (l *liveGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { l.p.Load().ServeHTTP(w, r) }
+
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve runs the gateway until SIGTERM or SIGINT, reloading the config on
+// SIGHUP or when the file changes, then drains: readiness goes 503 and
+// keep-alive stops at once, drain_delay passes, the listener closes and
+// in-flight requests get shutdown_timeout to finish.
+func serve(path string, cfg *config.Config, logw io.Writer) error {
+	logger := newLogger(cfg.Log, logw)
+	fetch.UserAgent = "manifold/" + version
+	ready := &atomic.Bool{}
+	ready.Store(true)
+	metrics := handlers.NewMetrics()
+	opts := handlers.Options{Logger: logger, Ready: ready, Demo: demo.Handler(), Metrics: metrics}
+
+	gw, err := handlers.New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	live := &liveGateway{}
+	live.p.Store(gw)
+	defer func() { live.p.Load().Close() }()
+
+	s := cfg.Server
+	ln, err := net.Listen("tcp", s.Address)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.Address, err)
+	}
+	srv := &http.Server{
+		Handler:           live,
+		ReadHeaderTimeout: s.ReadHeaderTimeout,
+		ReadTimeout:       s.ReadTimeout,
+		WriteTimeout:      s.WriteTimeout,
+		IdleTimeout:       s.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	servers := []*http.Server{srv}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("listening", "address", ln.Addr().String(), "version", version, "endpoints", len(cfg.Endpoints))
+
+	if cfg.Admin.Address != "" {
+		aln, err := net.Listen("tcp", cfg.Admin.Address)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("listen admin %s: %w", cfg.Admin.Address, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler())
+		mux.HandleFunc("GET /__health", handlers.Health)
+		mux.Handle("GET /__ready", handlers.Readiness(ready))
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		servers = append(servers, admin)
+		go func() { errc <- admin.Serve(aln) }()
+		logger.Info("admin listening", "address", aln.Addr().String())
+	}
+
+	// The watcher is owned here: it ends when serve returns.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	defer func() {
+		stopWatch()
+		watchers.Wait()
+	}()
+	changed := make(chan struct{}, 1)
+	watchers.Go(func() {
+		err := config.Watch(watchCtx, path, 200*time.Millisecond, func() {
+			select {
+			case changed <- struct{}{}:
+			default: // a reload is already pending
+			}
+		})
+		if err != nil {
+			logger.Warn("config file not watched; reload with SIGHUP", "error", err)
+		}
+	})
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	reload := func(why string) {
+		next, err := reloadGateway(path, cfg, live.p.Load(), opts, logger)
+		metrics.Reloaded(err == nil)
+		if err != nil {
+			return
+		}
+		old := live.p.Swap(next)
+		old.Retire(next)
+		logger.Info("config reloaded", "trigger", why, "endpoints", len(next.Config().Endpoints))
+	}
+wait:
+	for {
+		select {
+		case err := <-errc:
+			for _, s := range servers {
+				_ = s.Close()
+			}
+			return err
+		case <-changed:
+			reload("file changed")
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload("SIGHUP")
+				continue
+			}
+			logger.Info("draining", "signal", sig.String(), "drain_delay", s.DrainDelay, "shutdown_timeout", s.ShutdownTimeout)
+			break wait
+		}
+	}
+
+	ready.Store(false)
+	srv.SetKeepAlivesEnabled(false) // answers now say Connection: close
+	if !waitOrSignal(time.After(s.DrainDelay), sigs) {
+		logger.Warn(errForced.Error())
+		return errForced
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.ShutdownTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		var first error
+		for _, s := range servers {
+			if err := s.Shutdown(ctx); err != nil && first == nil {
+				first = err
+			}
+		}
+		done <- first
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("in-flight requests did not finish within shutdown_timeout (%v): %w", s.ShutdownTimeout, err)
+		}
+	case <-sigs:
+		for _, s := range servers {
+			_ = s.Close()
+		}
+		<-done
+		logger.Warn(errForced.Error())
+		return errForced
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// waitOrSignal waits for c; it reports false if a signal came first.
+func waitOrSignal(c <-chan time.Time, sigs <-chan os.Signal) bool {
+	for {
+		select {
+		case <-c:
+			return true
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				return false
+			}
+		}
+	}
+}
+
+// reloadGateway loads the file again and builds the Gateway that replaces
+// cur. An invalid file leaves cur serving and logs every problem. Settings
+// that only a restart can apply (listeners, server timeouts, logging) are
+// reported, not applied.
+func reloadGateway(path string, started *config.Config, cur *handlers.Gateway, opts handlers.Options, logger *slog.Logger) (*handlers.Gateway, error) {
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		var problems config.Problems
+		if errors.As(err, &problems) {
+			for _, p := range problems {
+				logger.Error("config reload refused; keeping the running config", "problem", p.String())
+			}
+		} else {
+			logger.Error("config reload failed; keeping the running config", "error", err)
+		}
+		return nil, err
+	}
+	if !reflect.DeepEqual(cfg.Server, started.Server) || cfg.Admin != started.Admin || cfg.Log != started.Log {
+		logger.Warn("server, admin and log settings changed in the file; they apply at the next restart")
+	}
+	opts.Previous = cur
+	next, err := handlers.New(cfg, opts)
+	if err != nil {
+		logger.Error("config reload failed; keeping the running config", "error", err)
+		return nil, err
+	}
+	return next, nil
+}
