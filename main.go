@@ -44,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintf(stderr, "manifold: %v\n", err)
+		fs.Usage()
 		return 2
 	}
 	cmd := "run"
@@ -71,8 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if !ok {
 			return 1
 		}
-		fmt.Fprintf(stdout, "%s: ok: %d upstreams, %d endpoints, listening on %s\n",
-			path, len(cfg.Upstreams), len(cfg.Endpoints), cfg.Server.Address)
+		fmt.Fprintf(stdout, "%s: ok: %s, %s, listening on %s\n",
+			path, plural(len(cfg.Upstreams), "upstream"), plural(len(cfg.Endpoints), "endpoint"), cfg.Server.Address)
 		return 0
 	case "health":
 		return health(*healthURL, path, stdout, stderr)
@@ -141,4 +143,11 @@ func health(url, path string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s\n", body)
 	return 0
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -63,6 +63,12 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 	live.p.Store(gw)
 	defer func() { live.p.Load().Close() }()
 
+	// Signals are caught before the listener opens, so a SIGTERM that follows
+	// the first answered request always drains rather than killing.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	s := cfg.Server
 	ln, err := net.Listen("tcp", s.Address)
 	if err != nil {
@@ -117,9 +123,6 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 		}
 	})
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	reload := func(why string) {
 		next, err := reloadGateway(path, cfg, live.p.Load(), opts, logger)
 		metrics.Reloaded(err == nil)

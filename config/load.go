@@ -63,10 +63,10 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 		}
 		root = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	}
+	// Problems found so far (unset variables, duplicate keys) do not stop the
+	// load: every problem in the file is reported at once.
 	walkNode(root, "", c, env)
-	if c.list != nil {
-		return nil, c.result()
-	}
+	checkKeys(root, reflect.TypeOf(Config{}), "", c)
 	caseKept := keptCase(root, c)
 
 	expanded, err := yaml.Marshal(root)
@@ -76,7 +76,9 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
 	if err := v.ReadConfig(bytes.NewReader(expanded)); err != nil {
-		c.add("", "invalid YAML: %v", err)
+		if c.list == nil { // else a duplicate key, already reported, is why
+			c.add("", "invalid YAML: %v", err)
+		}
 		return nil, c.result()
 	}
 	setDefaults(v, caseKept.upstreamLower)
@@ -85,24 +87,17 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 	restoreCase(settings, caseKept)
 	applyListDefaults(settings)
 
-	cfg := &Config{File: name}
-	var md mapstructure.Metadata
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook: strictHook,
-		Metadata:   &md,
-		Result:     cfg,
-		TagName:    "mapstructure",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("config decoder: %w", err)
-	}
-	if err := dec.Decode(settings); err != nil {
+	// Pass 1, strict: every value of the wrong type is a problem at its path.
+	if err := decode(settings, &Config{}, strictHook, nil); err != nil {
 		collectDecodeErrors(c, err)
 	}
-	for _, k := range md.Unused {
-		p := normalisePath(k)
-		c.add(p, "unknown key %q%s", lastSegment(p), suggest(lastSegment(p)))
-	}
+	// Pass 2, lenient: a value of the wrong type is left zero and decoding goes
+	// on. mapstructure drops the unused-key metadata of every struct that had
+	// an error and leaves a list element nil when its struct had one, so one
+	// bad value would otherwise hide the unknown keys and validation problems
+	// around it.
+	cfg := &Config{File: name}
+	_ = decode(settings, cfg, lenientHook, nil)
 	caseKept.apply(cfg)
 	validate(cfg, c)
 	if c.list != nil {
@@ -175,6 +170,9 @@ func kindName(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "list"
 	case yaml.ScalarNode:
+		if n.ShortTag() == "!!null" {
+			return "null (no value)"
+		}
 		return "single value"
 	}
 	return "node"
@@ -196,6 +194,12 @@ func keptCase(root *yaml.Node, c *collector) *caseKeeper {
 	if ups := mapValue(root, "upstreams"); ups != nil && ups.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(ups.Content); i += 2 {
 			name := ups.Content[i].Value
+			if strings.Contains(name, ".") {
+				c.add("upstreams."+name, "upstream name %q cannot contain '.': it separates YAML paths and environment overrides", name)
+				ups.Content = append(ups.Content[:i], ups.Content[i+2:]...)
+				i -= 2
+				continue
+			}
 			lower := strings.ToLower(name)
 			if prev, dup := k.upstreamLower[lower]; dup && prev != name {
 				c.add("upstreams."+name, "upstream names %q and %q differ only in case; environment overrides could not tell them apart, rename one", prev, name)
@@ -539,6 +543,28 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 	return data, nil
 }
 
+func decode(settings map[string]any, out *Config, hook mapstructure.DecodeHookFuncType, md *mapstructure.Metadata) error {
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook: hook,
+		Metadata:   md,
+		Result:     out,
+		TagName:    "mapstructure",
+	})
+	if err != nil {
+		return err
+	}
+	return dec.Decode(settings)
+}
+
+// lenientHook is strictHook that leaves a bad value zero instead of failing.
+func lenientHook(from, to reflect.Type, data any) (any, error) {
+	v, err := strictHook(from, to, data)
+	if err != nil {
+		return nil, nil
+	}
+	return v, nil
+}
+
 // collectDecodeErrors turns mapstructure's joined errors into problems.
 func collectDecodeErrors(c *collector, err error) {
 	var walk func(error)
@@ -548,6 +574,12 @@ func collectDecodeErrors(c *collector, err error) {
 				walk(e)
 			}
 			return
+		}
+		if _, ok := err.(*mapstructure.DecodeError); !ok {
+			if inner := errors.Unwrap(err); inner != nil {
+				walk(inner) // Decode wraps the joined errors in one fmt.Errorf
+				return
+			}
 		}
 		var de *mapstructure.DecodeError
 		if errors.As(err, &de) {
@@ -607,51 +639,68 @@ func normalisePath(name string) string {
 	return b.String()
 }
 
-func lastSegment(p string) string {
-	if i := strings.LastIndexByte(p, '.'); i >= 0 {
-		return p[i+1:]
+// checkKeys reports every key of the file that the schema does not know,
+// at its YAML path, with the closest key of the same map as a suggestion. It
+// reads the YAML itself, so a key is caught even when its value is empty.
+// Schema keys match case-insensitively (as viper reads them); the maps whose
+// keys users name (upstreams, headers, rename) are not checked.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, c *collector) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
-	return p
+	switch {
+	case t.Kind() == reflect.Struct && t != durationType && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i].Value, n.Content[i+1]
+			p := joinPath(path, key)
+			f, ok := fieldByTag(t, key)
+			if !ok {
+				c.add(p, "unknown key %q%s", key, suggest(key, t))
+				continue
+			}
+			if f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.String {
+				continue // headers, rename: names are the user's
+			}
+			checkKeys(val, f.Type, p, c)
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			checkKeys(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value), c)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, e := range n.Content {
+			checkKeys(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), c)
+		}
+	}
 }
 
-// suggest names the closest schema key to an unknown one, if any is close.
-func suggest(key string) string {
+func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tag := f.Tag.Get("mapstructure"); tag != "" && tag != "-" && strings.EqualFold(tag, key) {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// suggest names the key of struct t closest to an unknown one, if any is
+// close enough to be a typo.
+func suggest(key string, t reflect.Type) string {
 	best, bestD := "", 3
-	for _, k := range schemaKeys() {
-		if d := editDistance(key, k); d < bestD {
-			best, bestD = k, d
+	for i := 0; i < t.NumField(); i++ {
+		tag := t.Field(i).Tag.Get("mapstructure")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		if d := editDistance(strings.ToLower(key), tag); d < bestD && d < len(tag) {
+			best, bestD = tag, d
 		}
 	}
 	if best == "" {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func schemaKeys() []string {
-	var keys []string
-	seen := map[reflect.Type]bool{}
-	var visit func(reflect.Type)
-	visit = func(t reflect.Type) {
-		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct || seen[t] || t == durationType {
-			return
-		}
-		seen[t] = true
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag := f.Tag.Get("mapstructure")
-			if tag == "" || tag == "-" {
-				continue
-			}
-			keys = append(keys, tag)
-			visit(f.Type)
-		}
-	}
-	visit(reflect.TypeOf(Config{}))
-	return keys
 }
 
 func editDistance(a, b string) int {

@@ -50,7 +50,8 @@ var ErrInvalid = errors.New("invalid configuration")
 func (ps Problems) Is(target error) bool { return target == ErrInvalid }
 
 // collector gathers problems during one load; the first problem for a path
-// wins so that a value that failed to decode does not also fail validation.
+// wins, and a problem under a path that already has one is dropped, so that a
+// value that failed to decode does not also fail validation.
 type collector struct {
 	file  string
 	lines map[string]int
@@ -62,8 +63,10 @@ func (c *collector) add(path, format string, args ...any) {
 	if c.seen == nil {
 		c.seen = map[string]bool{}
 	}
-	if c.seen[path] {
-		return
+	for p := path; p != ""; p = parentPath(p) {
+		if c.seen[p] {
+			return
+		}
 	}
 	c.seen[path] = true
 	c.list = append(c.list, Problem{File: c.file, Path: path, Message: fmt.Sprintf(format, args...), line: c.lineOf(path)})

@@ -1,0 +1,1204 @@
+package config_test
+
+import (
+	"errors"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/manifold-gw/manifold/config"
+)
+
+// ---- helpers ----
+
+// envOf is an environment made of m only: tests never read the process
+// environment through Load.
+func envOf(m map[string]string) config.Getenv {
+	return func(name string) (string, bool) {
+		v, ok := m[name]
+		return v, ok
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// mustLoad writes yaml to a temporary file and loads it.
+func mustLoad(t *testing.T, yaml string, env map[string]string) *config.Config {
+	t.Helper()
+	p := writeFile(t, t.TempDir(), "config.yaml", yaml)
+	cfg, err := config.Load(p, envOf(env))
+	if err != nil {
+		t.Fatalf("Load: unexpected error:\n%v\n--- file:\n%s", err, yaml)
+	}
+	if cfg.File != p {
+		t.Errorf("cfg.File = %q, want %q", cfg.File, p)
+	}
+	return cfg
+}
+
+// problemsOf asserts err is an invalid-configuration error and returns its
+// problems.
+func problemsOf(t *testing.T, err error) config.Problems {
+	t.Helper()
+	if err == nil {
+		t.Fatal("expected an invalid configuration, got no error")
+	}
+	if !errors.Is(err, config.ErrInvalid) {
+		t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
+	}
+	var ps config.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("errors.As(err, *Problems) = false for %T: %v", err, err)
+	}
+	if len(ps) == 0 {
+		t.Fatal("Problems is empty")
+	}
+	return ps
+}
+
+func paths(ps config.Problems) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Path
+	}
+	return out
+}
+
+const twoUpstreams = `upstreams:
+  users: {url: "http://users.test"}
+  orders: {url: "http://orders.test"}
+`
+
+const validEndpoint = `  - path: /u/{id}
+    backends:
+      - {upstream: users, path: "/users/{id}"}
+`
+
+// withEndpoints is a file with the upstreams users and orders and the given
+// endpoints (list items indented by two spaces).
+func withEndpoints(endpoints string) string {
+	return twoUpstreams + "endpoints:\n" + endpoints
+}
+
+// withTop is a valid file with extra top-level YAML in front.
+func withTop(top string) string {
+	return top + withEndpoints(validEndpoint)
+}
+
+// withUpstream is a valid file whose users upstream has the given flow
+// mapping body (without braces).
+func withUpstream(body string) string {
+	return "upstreams:\n  users: {" + body + "}\n  orders: {url: \"http://orders.test\"}\nendpoints:\n" + validEndpoint
+}
+
+// withEndpointKeys is a valid file whose one endpoint also has the given
+// keys (each line indented by four spaces).
+func withEndpointKeys(keys string) string {
+	return withEndpoints("  - path: /u/{id}\n" + keys + "    backends:\n      - {upstream: users, path: \"/users/{id}\"}\n")
+}
+
+// withBackends is a file with one endpoint /u/{id} and the given backend
+// items (each a flow mapping).
+func withBackends(backends ...string) string {
+	var b strings.Builder
+	b.WriteString("  - path: /u/{id}\n    backends:\n")
+	for _, be := range backends {
+		b.WriteString("      - " + be + "\n")
+	}
+	return withEndpoints(b.String())
+}
+
+// ---- valid files ----
+
+func TestLoadShippedConfig(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("../config.yaml", envOf(nil))
+	if err != nil {
+		t.Fatalf("the shipped config.yaml does not load:\n%v", err)
+	}
+	if cfg.File != "../config.yaml" {
+		t.Errorf("File = %q", cfg.File)
+	}
+	if cfg.Server.Address != ":8080" || !cfg.Demo {
+		t.Errorf("server.address = %q, demo = %v; want \":8080\", true", cfg.Server.Address, cfg.Demo)
+	}
+	if !slices.IsSorted(cfg.UpstreamNames) || len(cfg.UpstreamNames) != len(cfg.Upstreams) {
+		t.Errorf("UpstreamNames = %v, want every upstream name, sorted", cfg.UpstreamNames)
+	}
+	for _, name := range []string{"orders", "recommendations", "users"} {
+		if !slices.Contains(cfg.UpstreamNames, name) {
+			t.Errorf("UpstreamNames = %v, want %s among them", cfg.UpstreamNames, name)
+		}
+	}
+	users := cfg.Upstreams["users"]
+	if users == nil || users.Name != "users" {
+		t.Fatalf("upstream users = %+v", users)
+	}
+	if users.BaseURL == nil || users.BaseURL.String() != "http://127.0.0.1:8080/__demo" {
+		t.Errorf("users BaseURL = %v, want http://127.0.0.1:8080/__demo (${DEMO_URL:-...} default)", users.BaseURL)
+	}
+	if got := cfg.Upstreams["recommendations"].Timeout; got != 500*time.Millisecond {
+		t.Errorf("recommendations timeout = %v, want 500ms", got)
+	}
+	if !users.CircuitBreaker.Enabled || users.CircuitBreaker.ConsecutiveFailures != 5 {
+		t.Errorf("users circuit breaker = %+v, want the defaults (enabled, 5 failures)", users.CircuitBreaker)
+	}
+
+	if len(cfg.Endpoints) < 4 {
+		t.Fatalf("%d endpoints, want at least 4", len(cfg.Endpoints))
+	}
+	profile := cfg.Endpoints[0]
+	if profile.Path != "/api/profile/{id}" || profile.Route != "/api/profile/:id" || !slices.Equal(profile.Params, []string{"id"}) {
+		t.Errorf("endpoint 0: path %q route %q params %v", profile.Path, profile.Route, profile.Params)
+	}
+	if profile.Method != "GET" || profile.Timeout != 2*time.Second || !profile.ExposeErrors {
+		t.Errorf("endpoint 0: method %q timeout %v expose_errors %v", profile.Method, profile.Timeout, profile.ExposeErrors)
+	}
+	if !slices.Equal(profile.ForwardHeaderKeys, []string{"Accept-Language"}) {
+		t.Errorf("endpoint 0 ForwardHeaderKeys = %v", profile.ForwardHeaderKeys)
+	}
+	if len(profile.Backends) != 3 || profile.Backends[0].Group != "user" || !profile.Backends[0].Required {
+		t.Fatalf("endpoint 0 backends = %+v", profile.Backends)
+	}
+	orders := profile.Backends[1]
+	if orders.Template == nil || !orders.Template.HasQuery() {
+		t.Fatalf("orders backend template %+v should carry its static query", orders.Template)
+	}
+	if got := string(orders.Template.AppendQuery(nil, []string{"7"})); got != "user=7" {
+		t.Errorf("orders query = %q, want user=7", got)
+	}
+	for _, ep := range cfg.Endpoints {
+		if ep.Path == "/api/users/{id}/summary" {
+			if ep.Timeout != 3*time.Second || ep.Method != "GET" {
+				t.Errorf("summary endpoint: timeout %v method %q, want the defaults 3s GET", ep.Timeout, ep.Method)
+			}
+			if got := ep.Backends[1].Rename; !reflect.DeepEqual(got, map[string]string{"count": "order_count"}) {
+				t.Errorf("summary rename = %v", got)
+			}
+		}
+		if ep.Path == "/api/echo" && (ep.Method != "POST" || !ep.Backends[0].Passthrough) {
+			t.Errorf("echo endpoint: method %q passthrough %v", ep.Method, ep.Backends[0].Passthrough)
+		}
+	}
+
+	t.Run("DEMO_URL overrides the default", func(t *testing.T) {
+		t.Parallel()
+		cfg, err := config.Load("../config.yaml", envOf(map[string]string{"DEMO_URL": "https://demo.test:8443"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Upstreams["orders"].BaseURL.String(); got != "https://demo.test:8443/__demo" {
+			t.Errorf("orders BaseURL = %q", got)
+		}
+	})
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, `upstreams:
+  users: {url: "http://users.test/"}
+endpoints:
+  - path: /u/{id}
+    rate_limit: {rps: 2.5, burst: 3}
+    backends:
+      - {upstream: users, path: "/users/{id}"}
+`, nil)
+
+	wantServer := config.Server{
+		Address:           ":8080",
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		DrainDelay:        0,
+		ShutdownTimeout:   15 * time.Second,
+		MaxBodyBytes:      1048576,
+	}
+	gotServer := cfg.Server
+	if len(gotServer.TrustedProxies) != 0 || len(gotServer.TrustedPrefixes) != 0 {
+		t.Errorf("trusted proxies = %v / %v, want none", gotServer.TrustedProxies, gotServer.TrustedPrefixes)
+	}
+	gotServer.TrustedProxies, gotServer.TrustedPrefixes = nil, nil
+	if !reflect.DeepEqual(gotServer, wantServer) {
+		t.Errorf("server defaults:\n got %+v\nwant %+v", gotServer, wantServer)
+	}
+	if cfg.Admin.Address != "127.0.0.1:9091" {
+		t.Errorf("admin.address = %q", cfg.Admin.Address)
+	}
+	if cfg.Log != (config.Log{Level: "info", Format: "json"}) {
+		t.Errorf("log = %+v", cfg.Log)
+	}
+	if cfg.Demo {
+		t.Error("demo defaults to true")
+	}
+
+	u := cfg.Upstreams["users"]
+	if u.Timeout != time.Second || u.MaxConcurrent != 0 || u.MaxResponseBytes != 4194304 || len(u.Headers) != 0 {
+		t.Errorf("upstream defaults: %+v", u)
+	}
+	if u.Retry != (config.Retry{Attempts: 0, Backoff: 25 * time.Millisecond}) {
+		t.Errorf("retry defaults: %+v", u.Retry)
+	}
+	wantCB := config.CircuitBreaker{Enabled: true, ConsecutiveFailures: 5, FailureRatio: 0, MinRequests: 20,
+		Interval: 60 * time.Second, OpenTimeout: 30 * time.Second, HalfOpenRequests: 1}
+	if u.CircuitBreaker != wantCB {
+		t.Errorf("circuit_breaker defaults:\n got %+v\nwant %+v", u.CircuitBreaker, wantCB)
+	}
+	if u.BaseURL.String() != "http://users.test" || u.BaseURL.Path != "" {
+		t.Errorf("BaseURL = %q (path %q), want the trailing slash removed", u.BaseURL, u.BaseURL.Path)
+	}
+
+	ep := cfg.Endpoints[0]
+	if ep.Method != "GET" || ep.Timeout != 3*time.Second || ep.ExposeErrors || len(ep.ForwardHeaders) != 0 || len(ep.ForwardQuery) != 0 || ep.ForwardAllQuery {
+		t.Errorf("endpoint defaults: %+v", ep)
+	}
+	if ep.RateLimit == nil {
+		t.Fatal("rate_limit lost")
+	}
+	if *ep.RateLimit != (config.RateLimit{RPS: 2.5, Burst: 3, Per: "global", ClientKey: "ip"}) {
+		t.Errorf("rate_limit = %+v, want per global, client_key ip by default", *ep.RateLimit)
+	}
+	be := ep.Backends[0]
+	if be.Method != "GET" || be.Required || be.Passthrough || be.Group != "" || be.Label != "users" {
+		t.Errorf("backend defaults: %+v", be)
+	}
+
+	t.Run("a partly given section keeps the other defaults", func(t *testing.T) {
+		t.Parallel()
+		cfg := mustLoad(t, "server: {drain_delay: 1s}\n"+withUpstream(`url: "http://users.test", retry: {attempts: 1}, circuit_breaker: {consecutive_failures: 3, open_timeout: 10s}`), nil)
+		if s := cfg.Server; s.DrainDelay != time.Second || s.Address != ":8080" || s.ShutdownTimeout != 15*time.Second {
+			t.Errorf("server = %+v", s)
+		}
+		u := cfg.Upstreams["users"]
+		if u.Retry != (config.Retry{Attempts: 1, Backoff: 25 * time.Millisecond}) {
+			t.Errorf("retry = %+v", u.Retry)
+		}
+		want := config.CircuitBreaker{Enabled: true, ConsecutiveFailures: 3, MinRequests: 20,
+			Interval: 60 * time.Second, OpenTimeout: 10 * time.Second, HalfOpenRequests: 1}
+		if u.CircuitBreaker != want {
+			t.Errorf("circuit_breaker = %+v, want %+v", u.CircuitBreaker, want)
+		}
+		if o := cfg.Upstreams["orders"]; o.Timeout != time.Second || !o.CircuitBreaker.Enabled {
+			t.Errorf("orders = %+v", o)
+		}
+	})
+
+	t.Run("no rate_limit means unlimited", func(t *testing.T) {
+		t.Parallel()
+		cfg := mustLoad(t, withEndpoints(validEndpoint), nil)
+		if cfg.Endpoints[0].RateLimit != nil {
+			t.Errorf("RateLimit = %+v, want nil", cfg.Endpoints[0].RateLimit)
+		}
+	})
+}
+
+func TestExplicitValuesBeatDefaults(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, `server:
+  address: "127.0.0.1:8081"
+  drain_delay: 2s
+  max_body_bytes: 10
+  trusted_proxies: [10.0.0.0/8, 192.168.1.7, "2001:db8::/32", 10.1.2.3/8]
+admin: {address: ""}
+log: {level: debug, format: text}
+demo: true
+upstreams:
+  users:
+    url: https://users.test:8443/v1/
+    timeout: 250ms
+    max_concurrent: 8
+    max_response_bytes: 1024
+    retry: {attempts: 2, backoff: 10ms}
+    circuit_breaker: {enabled: false, consecutive_failures: 3, failure_ratio: 0.5, min_requests: 4, interval: 0s, open_timeout: 1s, half_open_requests: 2}
+endpoints:
+  - path: /a/{x}/b/{y}
+    method: post
+    timeout: 1500ms
+    forward_headers: [accept-language, x-request-thing]
+    forward_query: ["*"]
+    expose_errors: true
+    rate_limit: {rps: 0.5, burst: 1, per: client, client_key: "header:x-api-key"}
+    backends:
+      - {upstream: users, path: "/y/{y}/x/{x}", method: put, group: g, required: true}
+      - {upstream: users, path: /plain, target: data.items, allow: [id, a.b], deny: [secret]}
+      - {upstream: users, path: /plain2}
+`, nil)
+	s := cfg.Server
+	if s.Address != "127.0.0.1:8081" || s.DrainDelay != 2*time.Second || s.MaxBodyBytes != 10 {
+		t.Errorf("server = %+v", s)
+	}
+	wantPrefixes := []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("192.168.1.7/32"),
+		netip.MustParsePrefix("2001:db8::/32"),
+		netip.MustParsePrefix("10.0.0.0/8"), // 10.1.2.3/8 masked
+	}
+	if !slices.Equal(s.TrustedPrefixes, wantPrefixes) {
+		t.Errorf("TrustedPrefixes = %v, want %v", s.TrustedPrefixes, wantPrefixes)
+	}
+	if cfg.Admin.Address != "" {
+		t.Errorf("admin.address = %q, want \"\" (disabled) kept", cfg.Admin.Address)
+	}
+	if cfg.Log != (config.Log{Level: "debug", Format: "text"}) || !cfg.Demo {
+		t.Errorf("log %+v demo %v", cfg.Log, cfg.Demo)
+	}
+	u := cfg.Upstreams["users"]
+	if u.Timeout != 250*time.Millisecond || u.MaxConcurrent != 8 || u.MaxResponseBytes != 1024 {
+		t.Errorf("upstream = %+v", u)
+	}
+	if u.BaseURL.String() != "https://users.test:8443/v1" {
+		t.Errorf("BaseURL = %q", u.BaseURL)
+	}
+	if u.Retry != (config.Retry{Attempts: 2, Backoff: 10 * time.Millisecond}) {
+		t.Errorf("retry = %+v", u.Retry)
+	}
+	wantCB := config.CircuitBreaker{Enabled: false, ConsecutiveFailures: 3, FailureRatio: 0.5, MinRequests: 4,
+		Interval: 0, OpenTimeout: time.Second, HalfOpenRequests: 2}
+	if u.CircuitBreaker != wantCB {
+		t.Errorf("circuit_breaker = %+v, want %+v (enabled: false must beat the default true)", u.CircuitBreaker, wantCB)
+	}
+
+	ep := cfg.Endpoints[0]
+	if ep.Method != "POST" || ep.Timeout != 1500*time.Millisecond || !ep.ExposeErrors || !ep.ForwardAllQuery {
+		t.Errorf("endpoint = %+v", ep)
+	}
+	if ep.Route != "/a/:x/b/:y" || !slices.Equal(ep.Params, []string{"x", "y"}) {
+		t.Errorf("route %q params %v", ep.Route, ep.Params)
+	}
+	if !slices.Equal(ep.ForwardHeaderKeys, []string{"Accept-Language", "X-Request-Thing"}) {
+		t.Errorf("ForwardHeaderKeys = %v", ep.ForwardHeaderKeys)
+	}
+	if *ep.RateLimit != (config.RateLimit{RPS: 0.5, Burst: 1, Per: "client", ClientKey: "header:x-api-key", KeyHeader: "X-Api-Key"}) {
+		t.Errorf("rate_limit = %+v", *ep.RateLimit)
+	}
+	b0, b1, b2 := ep.Backends[0], ep.Backends[1], ep.Backends[2]
+	if b0.Method != "PUT" || b0.Group != "g" || !b0.Required || b0.Label != "g" || b0.Index != 0 {
+		t.Errorf("backend 0 = %+v", b0)
+	}
+	if got := string(b0.Template.AppendPath(nil, []string{"X", "Y"})); got != "/y/Y/x/X" {
+		t.Errorf("backend 0 path = %q, want /y/Y/x/X", got)
+	}
+	if b1.Target != "data.items" || !slices.Equal(b1.Allow, []string{"id", "a.b"}) || !slices.Equal(b1.Deny, []string{"secret"}) {
+		t.Errorf("backend 1 = %+v", b1)
+	}
+	// Labels name backends in _errors: group, else upstream, unique.
+	if b1.Label != "users" || b2.Label != "users#2" || b2.Index != 2 {
+		t.Errorf("labels %q %q (index %d), want users, users#2", b1.Label, b2.Label, b2.Index)
+	}
+}
+
+func TestSameRouteDifferentMethodsIsValid(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, withEndpoints(validEndpoint+`  - path: /u/{id}
+    method: DELETE
+    backends:
+      - {upstream: users, path: "/users/{id}", method: DELETE}
+  - path: /u/{id}/orders
+    backends:
+      - {upstream: orders, path: "/orders/{id}"}
+  - path: /u/me
+    backends:
+      - {upstream: users, path: /users/me}
+`), nil)
+	if len(cfg.Endpoints) != 4 || cfg.Endpoints[1].Method != "DELETE" || cfg.Endpoints[3].Index != 3 {
+		t.Errorf("endpoints = %+v", cfg.Endpoints)
+	}
+}
+
+func TestCaseOfUserNamedKeysIsKept(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, `upstreams:
+  UserSvc:
+    url: http://users.test
+    headers:
+      X-Api-KEY: secret
+      x-lower: v
+endpoints:
+  - path: /u/{userId}
+    backends:
+      - upstream: UserSvc
+        path: /users/{userId}
+        rename: {userId: UserID, First_Name: firstName}
+`, map[string]string{"MANIFOLD_UPSTREAMS_USERSVC_TIMEOUT": "750ms"})
+	u, ok := cfg.Upstreams["UserSvc"]
+	if !ok {
+		t.Fatalf("upstream UserSvc missing; have %v", cfg.UpstreamNames)
+	}
+	if u.Name != "UserSvc" || !slices.Equal(cfg.UpstreamNames, []string{"UserSvc"}) {
+		t.Errorf("Name %q, UpstreamNames %v", u.Name, cfg.UpstreamNames)
+	}
+	if want := map[string]string{"X-Api-KEY": "secret", "x-lower": "v"}; !reflect.DeepEqual(u.Headers, want) {
+		t.Errorf("Headers = %v, want %v", u.Headers, want)
+	}
+	if u.Timeout != 750*time.Millisecond {
+		t.Errorf("timeout = %v: MANIFOLD_UPSTREAMS_USERSVC_TIMEOUT should reach upstream UserSvc", u.Timeout)
+	}
+	be := cfg.Endpoints[0].Backends[0]
+	if be.Upstream != "UserSvc" || be.Label != "UserSvc" {
+		t.Errorf("backend upstream %q label %q", be.Upstream, be.Label)
+	}
+	if want := map[string]string{"userId": "UserID", "First_Name": "firstName"}; !reflect.DeepEqual(be.Rename, want) {
+		t.Errorf("Rename = %v, want %v", be.Rename, want)
+	}
+	if !slices.Equal(cfg.Endpoints[0].Params, []string{"userId"}) {
+		t.Errorf("Params = %v", cfg.Endpoints[0].Params)
+	}
+}
+
+// ---- one failing example per rule ----
+
+type problemCase struct {
+	name  string
+	yaml  string
+	env   map[string]string
+	path  string   // YAML path of the problem under test
+	words []string // each must appear in its message
+	not   []string // none may appear in its message
+	also  []string // other problem paths expected in the same file
+}
+
+func runProblemCases(t *testing.T, cases []problemCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Parse("test.yaml", []byte(tc.yaml), envOf(tc.env))
+			ps := problemsOf(t, err)
+			var found *config.Problem
+			for i := range ps {
+				p := ps[i]
+				if p.File != "test.yaml" {
+					t.Errorf("problem %q has File %q, want test.yaml", p.Path, p.File)
+				}
+				want := "test.yaml: " + p.Path + ": " + p.Message
+				if p.Path == "" {
+					want = "test.yaml: " + p.Message
+				}
+				if p.String() != want {
+					t.Errorf("String() = %q, want %q", p.String(), want)
+				}
+				if p.Path == tc.path && found == nil {
+					found = &ps[i]
+				}
+			}
+			if found == nil {
+				t.Fatalf("no problem at %q; got:\n%v\n--- file:\n%s", tc.path, err, tc.yaml)
+			}
+			for _, w := range tc.words {
+				if !strings.Contains(found.Message, w) {
+					t.Errorf("message at %s = %q, want it to contain %q", tc.path, found.Message, w)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(found.Message, w) {
+					t.Errorf("message at %s = %q, should not contain %q", tc.path, found.Message, w)
+				}
+			}
+			want := append([]string{tc.path}, tc.also...)
+			got := paths(ps)
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("problem paths = %q, want %q; all problems:\n%v", got, want, err)
+			}
+		})
+	}
+}
+
+func TestUnknownKeys(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "top level", yaml: withTop("servr: {address: \":1\"}\n"),
+			path: "servr", words: []string{"unknown key", `"servr"`, `did you mean "server"`}},
+		{name: "top level, nothing close", yaml: withTop("zzzzzzzzzz: 1\n"),
+			path: "zzzzzzzzzz", words: []string{"unknown key"}, not: []string{"did you mean"}},
+		{name: "in server", yaml: withTop("server: {adress: \":1\"}\n"),
+			path: "server.adress", words: []string{"unknown key", `did you mean "address"`}},
+		{name: "in upstream", yaml: withUpstream(`url: "http://users.test", timout: 1s`),
+			path: "upstreams.users.timout", words: []string{"unknown key", `"timout"`, `did you mean "timeout"`}},
+		{name: "in circuit_breaker", yaml: withUpstream(`url: "http://users.test", circuit_breaker: {enable: false}`),
+			path: "upstreams.users.circuit_breaker.enable", words: []string{"unknown key", `did you mean "enabled"`}},
+		{name: "in endpoint", yaml: withEndpointKeys("    timout: 1s\n"),
+			path: "endpoints[0].timout", words: []string{"unknown key", `did you mean "timeout"`}},
+		{name: "in rate_limit", yaml: withEndpointKeys("    rate_limit: {rps: 1, burst: 1, brust: 2}\n"),
+			path: "endpoints[0].rate_limit.brust", words: []string{"unknown key", `did you mean "burst"`}},
+		{name: "in backend", yaml: withBackends("{upstream: users, path: \"/users/{id}\", gruop: g}"),
+			path: "endpoints[0].backends[0].gruop", words: []string{"unknown key", `did you mean "group"`}},
+		{name: "in second backend of second endpoint", yaml: withEndpoints(validEndpoint + `  - path: /o/{id}
+    backends:
+      - {upstream: orders, path: "/orders/{id}"}
+      - {upstream: users, path: "/users/{id}", reqired: true}
+`), path: "endpoints[1].backends[1].reqired", words: []string{`did you mean "required"`}},
+		// Unknown keys are still found when another value in the same
+		// struct failed to decode (mapstructure drops them then).
+		{name: "beside a bad value", yaml: withEndpointKeys("    timeout: 3\n    timout: 1s\n"),
+			path: "endpoints[0].timout", words: []string{"unknown key"}, also: []string{"endpoints[0].timeout"}},
+	})
+}
+
+func TestBadTypes(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "string for int", yaml: withTop("server: {max_body_bytes: lots}\n"),
+			path: "server.max_body_bytes", words: []string{"whole number", "lots"}},
+		{name: "fraction for int", yaml: withEndpointKeys("    rate_limit: {rps: 1, burst: 1.5}\n"),
+			path: "endpoints[0].rate_limit.burst", words: []string{"whole number", "1.5"}},
+		{name: "negative for unsigned", yaml: withUpstream(`url: "http://users.test", circuit_breaker: {consecutive_failures: -1}`),
+			path: "upstreams.users.circuit_breaker.consecutive_failures", words: []string{"negative"}},
+		{name: "int for endpoint duration", yaml: withEndpointKeys("    timeout: 3\n"),
+			path: "endpoints[0].timeout", words: []string{"duration", `"3s"`}},
+		{name: "int for upstream duration", yaml: withUpstream(`url: "http://users.test", timeout: 3`),
+			path: "upstreams.users.timeout", words: []string{"duration", `"3s"`}},
+		{name: "int for server duration", yaml: withTop("server: {shutdown_timeout: 10}\n"),
+			path: "server.shutdown_timeout", words: []string{"duration", `"10s"`}},
+		{name: "unparsable duration", yaml: withEndpointKeys("    timeout: 3 seconds\n"),
+			path: "endpoints[0].timeout", words: []string{`"3 seconds"`, "not a duration", "250ms"}},
+		{name: "string for list", yaml: withEndpointKeys("    forward_headers: Accept\n"),
+			path: "endpoints[0].forward_headers", words: []string{"list", `["Accept"]`}},
+		{name: "string for list of proxies", yaml: withTop("server: {trusted_proxies: 10.0.0.1}\n"),
+			path: "server.trusted_proxies", words: []string{"list"}},
+		{name: "map for list", yaml: twoUpstreams + "endpoints: {path: /a}\n",
+			path: "endpoints", words: []string{"list"}},
+		{name: "string for bool", yaml: withEndpointKeys("    expose_errors: maybe\n"),
+			path: "endpoints[0].expose_errors", words: []string{"true or false", "maybe"}},
+		{name: "int for bool", yaml: withTop("demo: 1\n"),
+			path: "demo", words: []string{"true or false"}},
+		{name: "string for bool in breaker", yaml: withUpstream(`url: "http://users.test", circuit_breaker: {enabled: sometimes}`),
+			path: "upstreams.users.circuit_breaker.enabled", words: []string{"true or false", "sometimes"}},
+		{name: "scalar for map", yaml: withTop("server: 8080\n"),
+			path: "server", words: []string{"map"}},
+		{name: "list for map", yaml: "upstreams: [users]\nendpoints:\n" + validEndpoint,
+			path: "upstreams", words: []string{"map"}, also: []string{"endpoints[0].backends[0].upstream"}},
+		{name: "string for number", yaml: withEndpointKeys("    rate_limit: {rps: fast, burst: 1}\n"),
+			path: "endpoints[0].rate_limit.rps", words: []string{"number", "fast"}},
+		{name: "list for string", yaml: withEndpointKeys("    method: [GET]\n"),
+			path: "endpoints[0].method", words: []string{"string"}},
+		{name: "scalar for endpoint", yaml: withEndpoints(validEndpoint + "  - 5\n"),
+			path: "endpoints[1]", words: []string{"map"}},
+		{name: "null header value", yaml: withUpstream(`url: "http://users.test", headers: {X-Key: }`),
+			path: "upstreams.users.headers.X-Key", words: []string{"single value", "null"}},
+	})
+}
+
+func TestMissingRequiredValues(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "url", yaml: withUpstream("timeout: 1s"),
+			path: "upstreams.users.url", words: []string{"required"}},
+		{name: "endpoint path", yaml: withEndpoints("  - backends:\n      - {upstream: users, path: /users}\n"),
+			path: "endpoints[0].path", words: []string{"required"}},
+		{name: "backend path", yaml: withBackends("{upstream: users}"),
+			path: "endpoints[0].backends[0].path", words: []string{"required"}},
+		{name: "backend upstream", yaml: withBackends("{path: \"/users/{id}\"}"),
+			path: "endpoints[0].backends[0].upstream", words: []string{"required", "orders, users"}},
+		{name: "backends", yaml: withEndpoints("  - path: /u\n"),
+			path: "endpoints[0].backends", words: []string{"backend"}},
+		{name: "endpoints", yaml: twoUpstreams,
+			path: "endpoints", words: []string{"endpoint"}},
+	})
+}
+
+func TestReferences(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "unknown upstream", yaml: withBackends("{upstream: ordrs, path: /orders}"),
+			path: "endpoints[0].backends[0].upstream", words: []string{`unknown upstream "ordrs" (known: orders, users)`}},
+		{name: "upstream names are case-sensitive", yaml: withBackends("{upstream: Users, path: /users}"),
+			path: "endpoints[0].backends[0].upstream", words: []string{`unknown upstream "Users"`, "(known: orders, users)"}},
+		{name: "no upstreams at all", yaml: "endpoints:\n" + validEndpoint,
+			path: "endpoints[0].backends[0].upstream", words: []string{`unknown upstream "users"`, "upstreams:"}},
+		{name: "param the endpoint lacks", yaml: withBackends("{upstream: users, path: \"/users/{uid}\"}"),
+			path: "endpoints[0].backends[0].path", words: []string{"{uid}", "known: id"}},
+		{name: "param in static query", yaml: withBackends(`{upstream: users, path: "/users?user={nope}"}`),
+			path: "endpoints[0].backends[0].path", words: []string{"{nope}", "known: id"}},
+		{name: "param of an endpoint without params", yaml: withEndpoints("  - path: /u\n    backends:\n      - {upstream: users, path: \"/users/{id}\"}\n"),
+			path: "endpoints[0].backends[0].path", words: []string{"{id}", "none"}},
+		{name: "param of another endpoint", yaml: withEndpoints(validEndpoint + "  - path: /o/{oid}\n    backends:\n      - {upstream: orders, path: \"/orders/{id}\"}\n"),
+			path: "endpoints[1].backends[0].path", words: []string{"{id}", "known: oid"}},
+	})
+}
+
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	second := func(path, method string) string {
+		return withEndpoints(validEndpoint + "  - path: " + path + "\n    method: " + method + "\n    backends:\n      - {upstream: orders, path: /o}\n")
+	}
+	runProblemCases(t, []problemCase{
+		{name: "same method and path", yaml: second("/u/{id}", "GET"),
+			path: "endpoints[1].path", words: []string{"/u/{id}", "endpoints[0]"}},
+		{name: "same method in other case", yaml: second("/u/{id}", "get"),
+			path: "endpoints[1].path", words: []string{"endpoints[0]"}},
+		{name: "router conflict: other param name", yaml: second("/u/{uid}", "GET"),
+			path: "endpoints[1].path", words: []string{"/u/{uid}", "routed"}},
+		{name: "router conflict: deeper", yaml: second("/u/{uid}/orders", "GET"),
+			path: "endpoints[1].path", words: []string{"routed"}},
+		{name: "path without slash", yaml: withEndpoints("  - path: u\n    backends:\n      - {upstream: users, path: /u}\n"),
+			path: "endpoints[0].path", words: []string{"start with /"}},
+		{name: "reserved path", yaml: withEndpoints("  - path: /__health\n    backends:\n      - {upstream: users, path: /u}\n"),
+			path: "endpoints[0].path", words: []string{"reserved"}},
+		{name: "router syntax", yaml: withEndpoints("  - path: /u/:id\n    backends:\n      - {upstream: users, path: /u}\n"),
+			path: "endpoints[0].path", words: []string{"{name}"}},
+		{name: "param not a whole segment", yaml: withEndpoints("  - path: /u/x{id}\n    backends:\n      - {upstream: users, path: /u}\n"),
+			path: "endpoints[0].path", words: []string{"whole path segment"}},
+		{name: "method", yaml: withEndpointKeys("    method: TRACE\n"),
+			path: "endpoints[0].method", words: []string{"TRACE", "GET"}},
+	})
+}
+
+func TestNonPositiveTimeouts(t *testing.T) {
+	t.Parallel()
+	cases := []problemCase{
+		{name: "endpoint 0s", yaml: withEndpointKeys("    timeout: 0s\n"), path: "endpoints[0].timeout"},
+		{name: "endpoint negative", yaml: withEndpointKeys("    timeout: -1s\n"), path: "endpoints[0].timeout"},
+		{name: "upstream 0s", yaml: withUpstream(`url: "http://users.test", timeout: 0s`), path: "upstreams.users.timeout"},
+		{name: "upstream negative", yaml: withUpstream(`url: "http://users.test", timeout: -5ms`), path: "upstreams.users.timeout"},
+		{name: "breaker open_timeout", yaml: withUpstream(`url: "http://users.test", circuit_breaker: {open_timeout: 0s}`), path: "upstreams.users.circuit_breaker.open_timeout"},
+	}
+	for _, key := range []string{"read_header_timeout", "read_timeout", "write_timeout", "idle_timeout", "shutdown_timeout"} {
+		cases = append(cases, problemCase{name: "server " + key, yaml: withTop("server: {" + key + ": 0s}\n"), path: "server." + key})
+	}
+	for i := range cases {
+		cases[i].words = []string{"positive"}
+	}
+	cases = append(cases, problemCase{name: "negative drain_delay", yaml: withTop("server: {drain_delay: -1s}\n"),
+		path: "server.drain_delay", words: []string{"negative"}})
+	runProblemCases(t, cases)
+}
+
+func TestUpstreamURL(t *testing.T) {
+	t.Parallel()
+	var cases []problemCase
+	for _, u := range []string{"ftp://users.test", "http://", "users.test:8080", "/users", "://users.test", "http//users.test"} {
+		cases = append(cases, problemCase{name: u, yaml: withUpstream(`url: "` + u + `"`),
+			path: "upstreams.users.url", words: []string{"http", "host"}})
+	}
+	cases = append(cases,
+		problemCase{name: "query", yaml: withUpstream(`url: "http://users.test/?a=1"`), path: "upstreams.users.url", words: []string{"quer"}},
+		problemCase{name: "credentials", yaml: withUpstream(`url: "https://me:pw@users.test"`), path: "upstreams.users.url", words: []string{"credentials"}},
+	)
+	runProblemCases(t, cases)
+}
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	rl := func(body string) string { return withEndpointKeys("    rate_limit: {" + body + "}\n") }
+	runProblemCases(t, []problemCase{
+		{name: "rps 0", yaml: rl("rps: 0, burst: 1"), path: "endpoints[0].rate_limit.rps", words: []string{"positive"}},
+		{name: "rps negative", yaml: rl("rps: -2, burst: 1"), path: "endpoints[0].rate_limit.rps", words: []string{"positive"}},
+		{name: "rps absent", yaml: rl("burst: 1"), path: "endpoints[0].rate_limit.rps", words: []string{"positive"}},
+		{name: "burst 0", yaml: rl("rps: 1, burst: 0"), path: "endpoints[0].rate_limit.burst", words: []string{"at least 1"}},
+		{name: "burst negative", yaml: rl("rps: 1, burst: -3"), path: "endpoints[0].rate_limit.burst", words: []string{"at least 1"}},
+		{name: "per", yaml: rl("rps: 1, burst: 1, per: user"), path: "endpoints[0].rate_limit.per", words: []string{`"user"`, "global or client"}},
+		{name: "client_key", yaml: rl("rps: 1, burst: 1, per: client, client_key: cookie"),
+			path: "endpoints[0].rate_limit.client_key", words: []string{`"cookie"`, "ip or header:NAME"}},
+		{name: "client_key header without name", yaml: rl(`rps: 1, burst: 1, client_key: "header:"`),
+			path: "endpoints[0].rate_limit.client_key", words: []string{"header:NAME"}},
+		{name: "client_key bad header name", yaml: rl(`rps: 1, burst: 1, client_key: "header:X Key"`),
+			path: "endpoints[0].rate_limit.client_key", words: []string{"header:NAME"}},
+	})
+}
+
+func TestBackendRules(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "passthrough with another backend",
+			yaml: withBackends("{upstream: users, path: \"/users/{id}\", passthrough: true}", "{upstream: orders, path: /orders}"),
+			path: "endpoints[0].backends[0].passthrough", words: []string{"only backend"}},
+		{name: "passthrough second of two",
+			yaml: withBackends("{upstream: users, path: \"/users/{id}\"}", "{upstream: orders, path: /orders, passthrough: true}"),
+			path: "endpoints[0].backends[1].passthrough", words: []string{"only backend"}},
+		{name: "passthrough with reshaping",
+			yaml: withBackends("{upstream: users, path: \"/users/{id}\", passthrough: true, allow: [id]}"),
+			path: "endpoints[0].backends[0].passthrough", words: []string{"unchanged"}},
+		{name: "same group twice",
+			yaml: withBackends("{upstream: users, path: \"/users/{id}\", group: g}", "{upstream: orders, path: /orders, group: x}", "{upstream: orders, path: /o2, group: g}"),
+			path: "endpoints[0].backends[2].group", words: []string{`"g"`, "backends[0]"}},
+		{name: "empty dot path segment", yaml: withBackends("{upstream: users, path: \"/users/{id}\", target: a..b}"),
+			path: "endpoints[0].backends[0].target", words: []string{"a..b"}},
+		{name: "backend method", yaml: withBackends("{upstream: users, path: \"/users/{id}\", method: CONNECT}"),
+			path: "endpoints[0].backends[0].method", words: []string{"CONNECT"}},
+		{name: "backend path fragment", yaml: withBackends(`{upstream: users, path: "/users/{id}#top"}`),
+			path: "endpoints[0].backends[0].path", words: []string{"fragment"}},
+		{name: "empty rename target", yaml: withBackends(`{upstream: users, path: "/users/{id}", rename: {a: ""}}`),
+			path: "endpoints[0].backends[0].rename.a", words: []string{"empty"}},
+	})
+}
+
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "name", yaml: withTop("server: {trusted_proxies: [10.0.0.0/8, proxy.local]}\n"),
+			path: "server.trusted_proxies[1]", words: []string{`"proxy.local"`, "IP", "CIDR"}},
+		{name: "bad prefix length", yaml: withTop("server: {trusted_proxies: [10.0.0.0/33]}\n"),
+			path: "server.trusted_proxies[0]", words: []string{"CIDR"}},
+		{name: "empty", yaml: withTop(`server: {trusted_proxies: [""]}` + "\n"),
+			path: "server.trusted_proxies[0]", words: []string{"IP"}},
+	})
+}
+
+func TestHopByHopForwardHeaders(t *testing.T) {
+	t.Parallel()
+	var cases []problemCase
+	for _, h := range []string{"Connection", "Keep-Alive", "Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+		"connection", "proxy-connection", "Proxy-Anything"} {
+		cases = append(cases, problemCase{name: h, yaml: withEndpointKeys("    forward_headers: [Accept, " + h + "]\n"),
+			path: "endpoints[0].forward_headers[1]", words: []string{h, "hop-by-hop"}})
+	}
+	cases = append(cases,
+		problemCase{name: "invalid header name", yaml: withEndpointKeys("    forward_headers: [\"X Bad\"]\n"),
+			path: "endpoints[0].forward_headers[0]", words: []string{"not a valid header name"}},
+		problemCase{name: "hop-by-hop static header", yaml: withUpstream(`url: "http://users.test", headers: {Upgrade: h2c}`),
+			path: "upstreams.users.headers.Upgrade", words: []string{"hop-by-hop"}},
+	)
+	runProblemCases(t, cases)
+}
+
+func TestOtherServerRules(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "address", yaml: withTop("server: {address: \"8080\"}\n"), path: "server.address", words: []string{"host:port"}},
+		{name: "empty address", yaml: withTop("server: {address: \"\"}\n"), path: "server.address", words: []string{"required"}},
+		{name: "admin address", yaml: withTop("admin: {address: localhost}\n"), path: "admin.address", words: []string{"host:port"}},
+		{name: "max_body_bytes", yaml: withTop("server: {max_body_bytes: 0}\n"), path: "server.max_body_bytes", words: []string{"positive"}},
+		{name: "log level", yaml: withTop("log: {level: verbose}\n"), path: "log.level", words: []string{"verbose", "debug"}},
+		{name: "log format", yaml: withTop("log: {format: xml}\n"), path: "log.format", words: []string{"json or text"}},
+		{name: "retry attempts", yaml: withUpstream(`url: "http://users.test", retry: {attempts: 11}`), path: "upstreams.users.retry.attempts", words: []string{"11"}},
+		{name: "failure ratio", yaml: withUpstream(`url: "http://users.test", circuit_breaker: {failure_ratio: 1.5}`), path: "upstreams.users.circuit_breaker.failure_ratio", words: []string{"1.5"}},
+		{name: "header differing in case", yaml: withUpstream(`url: "http://users.test", headers: {X-Key: a, x-key: b}`), path: "upstreams.users.headers.x-key", words: []string{"case"}},
+		{name: "upstream names differing in case", yaml: "upstreams:\n  users: {url: \"http://a.test\"}\n  Users: {url: \"http://b.test\"}\nendpoints:\n" + validEndpoint,
+			path: "upstreams.Users", words: []string{"case"}},
+	})
+}
+
+func TestYAMLSyntax(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "unclosed flow", yaml: "server: [\n", path: "", words: []string{"invalid YAML", "line 1"}},
+		{name: "bad indentation", yaml: "server:\n  address: \":1\"\n admin: x\n", path: "", words: []string{"invalid YAML"}},
+		{name: "list at the root", yaml: "- a\n- b\n", path: "", words: []string{"mapping", "list"}},
+		{name: "duplicate key", yaml: "server:\n  address: \":1\"\n  address: \":2\"\n" + twoUpstreams + "endpoints:\n" + validEndpoint,
+			path: "server.address", words: []string{"duplicate", "line 2", "line 3"}},
+	})
+}
+
+// ---- environment ----
+
+func TestEnvOverrides(t *testing.T) {
+	t.Parallel()
+	file := `server:
+  address: ":8081"
+upstreams:
+  users: {url: "http://users.test", timeout: 1s}
+  user-svc: {url: "http://svc.test"}
+endpoints:
+  - path: /u/{id}
+    backends:
+      - {upstream: users, path: "/users/{id}"}
+`
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(*config.Config) (got, want any)
+	}{
+		{"server address", map[string]string{"MANIFOLD_SERVER_ADDRESS": ":9000"},
+			func(c *config.Config) (any, any) { return c.Server.Address, ":9000" }},
+		{"no override keeps the file", nil,
+			func(c *config.Config) (any, any) { return c.Server.Address, ":8081" }},
+		{"upstream key", map[string]string{"MANIFOLD_UPSTREAMS_USERS_TIMEOUT": "250ms"},
+			func(c *config.Config) (any, any) { return c.Upstreams["users"].Timeout, 250 * time.Millisecond }},
+		{"upstream url", map[string]string{"MANIFOLD_UPSTREAMS_USERS_URL": "https://other.test/p/"},
+			func(c *config.Config) (any, any) {
+				return c.Upstreams["users"].BaseURL.String(), "https://other.test/p"
+			}},
+		{"upstream name with dash", map[string]string{"MANIFOLD_UPSTREAMS_USER_SVC_MAX_CONCURRENT": "7"},
+			func(c *config.Config) (any, any) { return c.Upstreams["user-svc"].MaxConcurrent, 7 }},
+		{"key absent from the file", map[string]string{"MANIFOLD_SERVER_DRAIN_DELAY": "3s"},
+			func(c *config.Config) (any, any) { return c.Server.DrainDelay, 3 * time.Second }},
+		{"nested upstream key absent from the file", map[string]string{"MANIFOLD_UPSTREAMS_USERS_CIRCUIT_BREAKER_ENABLED": "false"},
+			func(c *config.Config) (any, any) { return c.Upstreams["users"].CircuitBreaker.Enabled, false }},
+		{"float", map[string]string{"MANIFOLD_UPSTREAMS_USERS_CIRCUIT_BREAKER_FAILURE_RATIO": "0.25"},
+			func(c *config.Config) (any, any) { return c.Upstreams["users"].CircuitBreaker.FailureRatio, 0.25 }},
+		{"bool", map[string]string{"MANIFOLD_DEMO": "true"},
+			func(c *config.Config) (any, any) { return c.Demo, true }},
+		{"int", map[string]string{"MANIFOLD_SERVER_MAX_BODY_BYTES": "2048"},
+			func(c *config.Config) (any, any) { return c.Server.MaxBodyBytes, int64(2048) }},
+		{"empty string disables admin", map[string]string{"MANIFOLD_ADMIN_ADDRESS": ""},
+			func(c *config.Config) (any, any) { return c.Admin.Address, "" }},
+		{"comma list", map[string]string{"MANIFOLD_SERVER_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1"},
+			func(c *config.Config) (any, any) {
+				return c.Server.TrustedProxies, []string{"10.0.0.0/8", "192.168.1.1"}
+			}},
+		{"log level", map[string]string{"MANIFOLD_LOG_LEVEL": "debug"},
+			func(c *config.Config) (any, any) { return c.Log.Level, "debug" }},
+		{"unrelated variables are ignored", map[string]string{"MANIFOLD_NOPE": "x", "SERVER_ADDRESS": ":1"},
+			func(c *config.Config) (any, any) { return c.Server.Address, ":8081" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := mustLoad(t, file, tc.env)
+			if got, want := tc.check(cfg); !reflect.DeepEqual(got, want) {
+				t.Errorf("got %#v, want %#v", got, want)
+			}
+		})
+	}
+
+	runProblemCases(t, []problemCase{
+		{name: "bad int override", yaml: file, env: map[string]string{"MANIFOLD_SERVER_MAX_BODY_BYTES": "abc"},
+			path: "server.max_body_bytes", words: []string{"abc", "whole number"}},
+		{name: "bad duration override", yaml: file, env: map[string]string{"MANIFOLD_UPSTREAMS_USERS_TIMEOUT": "soon"},
+			path: "upstreams.users.timeout", words: []string{"soon", "duration"}},
+		{name: "bad bool override", yaml: file, env: map[string]string{"MANIFOLD_DEMO": "sure"},
+			path: "demo", words: []string{"sure", "true or false"}},
+		{name: "override that fails validation", yaml: file, env: map[string]string{"MANIFOLD_UPSTREAMS_USERS_URL": "users.test"},
+			path: "upstreams.users.url", words: []string{"users.test", "http"}},
+	})
+}
+
+func TestEnvExpansion(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"USERS_URL": "http://users.test:81",
+		"KEY":       "s3cr3t",
+		"EMPTY":     "",
+		"HOST":      "127.0.0.1",
+		"SIZE":      "2048",
+	}
+	file := `server:
+  address: "${HOST}:${PORT:-8082}"
+  max_body_bytes: ${SIZE}
+admin:
+  address: "${EMPTY}"
+upstreams:
+  users:
+    url: ${USERS_URL}/base
+    headers:
+      X-Api-Key: ${KEY}
+      X-Literal: $${LITERAL}
+      X-Default-Empty: ${EMPTY:-fallback}
+      X-Default-Set: ${KEY:-fallback}
+      X-Mixed: "a-${KEY}-$${KEY}-${NOPE:-}-z"
+endpoints:
+  - path: /u/{id}
+    backends:
+      - {upstream: users, path: "/users/{id}"}
+`
+	cfg := mustLoad(t, file, env)
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"${VAR} in a string", cfg.Upstreams["users"].BaseURL.String(), "http://users.test:81/base"},
+		{"${VAR:-default} with VAR unset", cfg.Server.Address, "127.0.0.1:8082"},
+		{"${VAR} for a number", cfg.Server.MaxBodyBytes, int64(2048)},
+		{"${VAR} set but empty", cfg.Admin.Address, ""},
+		{"${VAR} in a header", cfg.Upstreams["users"].Headers["X-Api-Key"], "s3cr3t"},
+		{"$${VAR} stays literal", cfg.Upstreams["users"].Headers["X-Literal"], "${LITERAL}"},
+		{"${VAR:-default} with VAR empty", cfg.Upstreams["users"].Headers["X-Default-Empty"], "fallback"},
+		{"${VAR:-default} with VAR set", cfg.Upstreams["users"].Headers["X-Default-Set"], "s3cr3t"},
+		{"several in one string", cfg.Upstreams["users"].Headers["X-Mixed"], "a-s3cr3t-${KEY}--z"},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			if !reflect.DeepEqual(c.got, c.want) {
+				t.Errorf("got %#v, want %#v", c.got, c.want)
+			}
+		})
+	}
+
+	t.Run("a value is expanded once", func(t *testing.T) {
+		t.Parallel()
+		cfg := mustLoad(t, withUpstream(`url: "http://users.test", headers: {X-K: "${A}"}`), map[string]string{"A": "${B}", "B": "no"})
+		if got := cfg.Upstreams["users"].Headers["X-K"]; got != "${B}" {
+			t.Errorf("X-K = %q, want ${B} (no recursive expansion)", got)
+		}
+	})
+
+	runProblemCases(t, []problemCase{
+		{name: "unset variable", yaml: withUpstream(`url: "${USERS_URL}"`),
+			path: "upstreams.users.url", words: []string{"USERS_URL", "not set"}},
+		{name: "unset variable in a header", yaml: withUpstream(`url: "http://users.test", headers: {X-Api-Key: "${API_KEY}"}`),
+			path: "upstreams.users.headers.X-Api-Key", words: []string{"API_KEY"}},
+		{name: "bad reference", yaml: withUpstream(`url: "http://${1HOST}"`),
+			path: "upstreams.users.url", words: []string{"${1HOST}"}},
+		// An unset variable does not hide the other problems of the file.
+		{name: "unset variable beside other problems", yaml: withTop("server: {address: \"${ADDR}\", read_timeout: 5}\n"),
+			path: "server.address", words: []string{"ADDR"}, also: []string{"server.read_timeout"}},
+	})
+}
+
+// The env function is the only environment Load consults.
+func TestEnvIsInjected(t *testing.T) {
+	t.Setenv("MANIFOLD_SERVER_ADDRESS", ":7777")
+	t.Setenv("MANIFOLD_TEST_HOST", "process.test")
+	file := "server: {address: \":8081\"}\n" + withUpstream(`url: "http://${MANIFOLD_TEST_HOST:-injected.test}"`)
+	p := writeFile(t, t.TempDir(), "c.yaml", file)
+
+	cfg, err := config.Load(p, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Address != ":8081" || cfg.Upstreams["users"].URL != "http://injected.test" {
+		t.Errorf("with an empty env func: address %q url %q; the process environment leaked in", cfg.Server.Address, cfg.Upstreams["users"].URL)
+	}
+
+	cfg, err = config.Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Address != ":7777" || cfg.Upstreams["users"].URL != "http://process.test" {
+		t.Errorf("with env nil: address %q url %q, want the process environment", cfg.Server.Address, cfg.Upstreams["users"].URL)
+	}
+}
+
+// ---- all problems at once, rendering ----
+
+func TestAllProblemsAtOnce(t *testing.T) {
+	t.Parallel()
+	file := `server:
+  address: ":8080"
+  read_timeout: 30
+  trusted_proxies: [nope]
+upstreams:
+  users:
+    url: ftp://users.test
+    timout: 1s
+  orders:
+    url: http://orders.test
+endpoints:
+  - path: /api/a/{id}
+    timeout: 0s
+    forward_headers: [Connection]
+    rate_limit: {rps: 0, burst: 0, per: everyone}
+    backends:
+      - {upstream: users, path: "/users/{uid}"}
+      - {upstream: ordrs, path: /orders, group: g}
+      - {upstream: orders, path: /orders2, group: g, passthrough: true}
+  - path: /api/a/{x}
+    expose_errors: maybe
+    backends:
+      - {path: /x}
+`
+	dir := t.TempDir()
+	p := writeFile(t, dir, "many.yaml", file)
+	_, err := config.Load(p, envOf(nil))
+	ps := problemsOf(t, err)
+	want := []string{
+		"server.read_timeout",
+		"server.trusted_proxies[0]",
+		"upstreams.users.url",
+		"upstreams.users.timout",
+		"endpoints[0].timeout",
+		"endpoints[0].forward_headers[0]",
+		"endpoints[0].rate_limit.rps",
+		"endpoints[0].rate_limit.burst",
+		"endpoints[0].rate_limit.per",
+		"endpoints[0].backends[0].path",
+		"endpoints[0].backends[1].upstream",
+		"endpoints[0].backends[2].passthrough",
+		"endpoints[0].backends[2].group",
+		"endpoints[1].path",
+		"endpoints[1].expose_errors",
+		"endpoints[1].backends[0].upstream",
+	}
+	got := paths(ps)
+	if !slices.Equal(got, want) {
+		t.Errorf("problems (in file order):\n got %q\nwant %q\nall:\n%v", got, want, err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(ps) {
+		t.Fatalf("Error() has %d lines for %d problems", len(lines), len(ps))
+	}
+	for i, line := range lines {
+		if prefix := p + ": " + ps[i].Path + ": "; !strings.HasPrefix(line, prefix) || len(line) == len(prefix) {
+			t.Errorf("line %d = %q, want %q followed by a message", i, line, prefix)
+		}
+		if line != ps[i].String() {
+			t.Errorf("line %d = %q, String() = %q", i, line, ps[i].String())
+		}
+	}
+	byPath := map[string]string{}
+	for _, pr := range ps {
+		byPath[pr.Path] = pr.Message
+	}
+	if m := byPath["endpoints[0].backends[1].upstream"]; m != `unknown upstream "ordrs" (known: orders, users)` {
+		t.Errorf("unknown upstream message = %q", m)
+	}
+}
+
+// The example of SPEC §2, reproduced exactly, with a relative file name.
+func TestSpecExampleLine(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "config.yaml", `upstreams:
+  users: {url: "http://users.test"}
+  orders: {url: "http://orders.test"}
+endpoints:
+  - path: /api/users/{id}
+    backends:
+      - {upstream: users, path: "/users/{id}"}
+  - path: /api/orders/{id}
+    backends:
+      - upstream: ordrs
+        path: /orders/{id}
+`)
+	t.Chdir(dir)
+	_, err := config.Load("config.yaml", envOf(nil))
+	ps := problemsOf(t, err)
+	const want = `config.yaml: endpoints[1].backends[0].upstream: unknown upstream "ordrs" (known: orders, users)`
+	if err.Error() != want {
+		t.Errorf("Error() = %q\n       want %q", err.Error(), want)
+	}
+	if len(ps) != 1 || ps[0].File != "config.yaml" || ps[0].Path != "endpoints[1].backends[0].upstream" {
+		t.Errorf("problems = %#v", ps)
+	}
+
+	t.Run("relative path with directories stays as given", func(t *testing.T) {
+		if err := os.Mkdir("sub", 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, "sub", "bad.yaml", withTop("servr: {address: \":1\"}\n"))
+		_, err := config.Load("./sub/bad.yaml", envOf(nil))
+		if err == nil || err.Error() != `./sub/bad.yaml: servr: unknown key "servr" (did you mean "server"?)` {
+			t.Errorf("Error() = %v", err)
+		}
+	})
+}
+
+func TestLoadErrors(t *testing.T) {
+	t.Parallel()
+	t.Run("missing file", func(t *testing.T) {
+		t.Parallel()
+		p := filepath.Join(t.TempDir(), "absent.yaml")
+		cfg, err := config.Load(p, envOf(nil))
+		if cfg != nil || err == nil {
+			t.Fatalf("Load = %v, %v; want an error", cfg, err)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("errors.Is(err, fs.ErrNotExist) = false: %v", err)
+		}
+		if errors.Is(err, config.ErrInvalid) {
+			t.Errorf("a missing file is reported as ErrInvalid: %v", err)
+		}
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			t.Errorf("a missing file yields Problems %v", ps)
+		}
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not name the file", err)
+		}
+	})
+	t.Run("directory", func(t *testing.T) {
+		t.Parallel()
+		_, err := config.Load(t.TempDir(), envOf(nil))
+		if err == nil || errors.Is(err, config.ErrInvalid) {
+			t.Errorf("Load(dir) = %v, want a read error that is not ErrInvalid", err)
+		}
+	})
+	t.Run("invalid file", func(t *testing.T) {
+		t.Parallel()
+		p := writeFile(t, t.TempDir(), "c.yaml", "server: [\n")
+		cfg, err := config.Load(p, envOf(nil))
+		if cfg != nil {
+			t.Errorf("Load returned a config with an error")
+		}
+		if !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("errors.Is(err, ErrInvalid) = false: %v", err)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("an invalid file is reported as missing")
+		}
+	})
+	t.Run("empty file", func(t *testing.T) {
+		t.Parallel()
+		_, err := config.Parse("empty.yaml", nil, envOf(nil))
+		ps := problemsOf(t, err)
+		if len(ps) != 1 || ps[0].Path != "endpoints" {
+			t.Errorf("problems = %v", ps)
+		}
+	})
+}
+
+// ---- path templates ----
+
+func TestPathTemplate(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, withEndpoints(`  - path: /p/{a}/{b}
+    backends:
+      - {upstream: users, path: "/x/{b}/y/{a}?q={a}&lit=1&b={b}"}
+      - {upstream: users, path: "/plain/{a}"}
+`), nil)
+	tmpl := cfg.Endpoints[0].Backends[0].Template
+	plain := cfg.Endpoints[0].Backends[1].Template
+	if !tmpl.HasQuery() || plain.HasQuery() {
+		t.Errorf("HasQuery = %v / %v, want true / false", tmpl.HasQuery(), plain.HasQuery())
+	}
+
+	tests := []struct {
+		value     string
+		wantPath  string // plain's AppendPath with a = value
+		wantQuery string // tmpl's AppendQuery with a = value, b = "B"
+	}{
+		{"42", "/plain/42", "q=42&lit=1&b=B"},
+		{"a/b", "/plain/a%2Fb", "q=a%2Fb&lit=1&b=B"},
+		{"x?y=1#z", "/plain/x%3Fy=1%23z", "q=x%3Fy%3D1%23z&lit=1&b=B"},
+		{"%0d%0a", "/plain/%250d%250a", "q=%250d%250a&lit=1&b=B"},
+		{"\r\nHost: evil", "/plain/%0D%0AHost:%20evil", "q=%0D%0AHost%3A+evil&lit=1&b=B"},
+		{"..%2F..", "/plain/..%252F..", "q=..%252F..&lit=1&b=B"},
+		{"../../admin", "/plain/..%2F..%2Fadmin", "q=..%2F..%2Fadmin&lit=1&b=B"},
+		{"a&b=c", "/plain/a&b=c", "q=a%26b%3Dc&lit=1&b=B"},
+		{"ü €", "/plain/%C3%BC%20%E2%82%AC", "q=%C3%BC+%E2%82%AC&lit=1&b=B"},
+		{"", "/plain/", "q=&lit=1&b=B"},
+	}
+	base := cfg.Upstreams["users"].BaseURL
+	for _, tc := range tests {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Parallel()
+			params := []string{tc.value, "B"}
+			got := string(plain.AppendPath(nil, params))
+			if got != tc.wantPath {
+				t.Errorf("AppendPath = %q, want %q", got, tc.wantPath)
+			}
+			if q := string(tmpl.AppendQuery(nil, params)); q != tc.wantQuery {
+				t.Errorf("AppendQuery = %q, want %q", q, tc.wantQuery)
+			}
+			// Whatever the value, the URL keeps its host, has no query or
+			// fragment from the path, and the segment decodes back to it.
+			u, err := base.Parse(base.String() + got)
+			if err != nil {
+				t.Fatalf("built URL does not parse: %v", err)
+			}
+			if u.Host != base.Host || u.RawQuery != "" || u.Fragment != "" {
+				t.Errorf("URL %q: host %q query %q fragment %q", u, u.Host, u.RawQuery, u.Fragment)
+			}
+			if seg := strings.TrimPrefix(u.Path, "/plain/"); seg != tc.value {
+				t.Errorf("decoded segment = %q, want %q", seg, tc.value)
+			}
+		})
+	}
+
+	t.Run("appends to dst, params in template order", func(t *testing.T) {
+		t.Parallel()
+		dst := []byte("http://users.test")
+		got := string(tmpl.AppendPath(dst, []string{"A/1", "B 2"}))
+		if got != "http://users.test/x/B%202/y/A%2F1" {
+			t.Errorf("AppendPath = %q", got)
+		}
+		got = string(tmpl.AppendQuery([]byte("?"), []string{"A", "B"}))
+		if got != "?q=A&lit=1&b=B" {
+			t.Errorf("AppendQuery = %q", got)
+		}
+	})
+}
