@@ -219,8 +219,8 @@ func reloadGateway(path string, started *config.Config, cur *handlers.Gateway, o
 		}
 		return nil, err
 	}
-	if !reflect.DeepEqual(cfg.Server, started.Server) || cfg.Admin != started.Admin || cfg.Log != started.Log {
-		logger.Warn("server, admin and log settings changed in the file; they apply at the next restart")
+	if !reflect.DeepEqual(restartOnly(cfg), restartOnly(started)) {
+		logger.Warn("listener, timeout, admin or log settings changed in the file; they apply at the next restart")
 	}
 	opts.Previous = cur
 	next, err := handlers.New(cfg, opts)
@@ -229,4 +229,19 @@ func reloadGateway(path string, started *config.Config, cur *handlers.Gateway, o
 		return nil, err
 	}
 	return next, nil
+}
+
+// restartSettings are what a reload cannot apply: they belong to the
+// listeners, the process log and the shutdown sequence.
+type restartSettings struct {
+	server config.Server
+	admin  config.Admin
+	log    config.Log
+}
+
+func restartOnly(cfg *config.Config) restartSettings {
+	s := cfg.Server
+	// Applied on reload: the Gateway is rebuilt with them.
+	s.TrustedProxies, s.TrustedPrefixes, s.MaxBodyBytes = nil, nil, 0
+	return restartSettings{server: s, admin: cfg.Admin, log: cfg.Log}
 }

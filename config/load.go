@@ -420,6 +420,8 @@ func applyListDefaults(settings map[string]any) {
 		setIfAbsent(epm, "method", "GET")
 		setIfAbsent(epm, "timeout", "3s")
 		if rl, ok := epm["rate_limit"].(map[string]any); ok {
+			setIfAbsent(rl, "rps", 100)
+			setIfAbsent(rl, "burst", 20)
 			setIfAbsent(rl, "per", "global")
 			setIfAbsent(rl, "client_key", "ip")
 		}

@@ -698,7 +698,6 @@ func TestRateLimit(t *testing.T) {
 	runProblemCases(t, []problemCase{
 		{name: "rps 0", yaml: rl("rps: 0, burst: 1"), path: "endpoints[0].rate_limit.rps", words: []string{"positive"}},
 		{name: "rps negative", yaml: rl("rps: -2, burst: 1"), path: "endpoints[0].rate_limit.rps", words: []string{"positive"}},
-		{name: "rps absent", yaml: rl("burst: 1"), path: "endpoints[0].rate_limit.rps", words: []string{"positive"}},
 		{name: "burst 0", yaml: rl("rps: 1, burst: 0"), path: "endpoints[0].rate_limit.burst", words: []string{"at least 1"}},
 		{name: "burst negative", yaml: rl("rps: 1, burst: -3"), path: "endpoints[0].rate_limit.burst", words: []string{"at least 1"}},
 		{name: "per", yaml: rl("rps: 1, burst: 1, per: user"), path: "endpoints[0].rate_limit.per", words: []string{`"user"`, "global or client"}},
@@ -1200,5 +1199,32 @@ func TestPathTemplate(t *testing.T) {
 		if got != "?q=A&lit=1&b=B" {
 			t.Errorf("AppendQuery = %q", got)
 		}
+	})
+}
+
+func TestRateLimitDefaults(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(withEndpointKeys("    rate_limit: {per: client}\n")), envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := cfg.Endpoints[0].RateLimit
+	if rl.RPS != 100 || rl.Burst != 20 || rl.Per != "client" || rl.ClientKey != "ip" {
+		t.Fatalf("rate_limit defaults: %+v, want rps 100, burst 20, client_key ip", *rl)
+	}
+}
+
+func TestRenameAndStaticHeaderProblems(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "two keys renamed to one", yaml: withBackends(`{upstream: users, path: "/users/{id}", rename: {a: x, b: x}}`),
+			path: "endpoints[0].backends[0].rename.b", words: []string{`"a"`, `"b"`, `"x"`}},
+		{name: "empty key renamed", yaml: withBackends(`{upstream: users, path: "/users/{id}", rename: {"": x}}`),
+			path: "endpoints[0].backends[0].rename", words: []string{"empty"}},
+		{name: "static Host header", yaml: withUpstream(`url: "http://users.test", headers: {host: evil.test}`),
+			path: "upstreams.users.headers.host", words: []string{"set by Manifold"}},
+		{name: "static X-Forwarded-For header", yaml: withUpstream(`url: "http://users.test", headers: {X-Forwarded-For: 1.2.3.4}`),
+			path: "upstreams.users.headers.X-Forwarded-For", words: []string{"set by Manifold"}},
+		{name: "static request id", yaml: withUpstream(`url: "http://users.test", headers: {x-request-id: fixed}`),
+			path: "upstreams.users.headers.x-request-id", words: []string{"set by Manifold"}},
 	})
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -24,6 +25,10 @@ func IsHopByHop(name string) bool {
 	c := http.CanonicalHeaderKey(name)
 	return slices.Contains(HopByHop, c) || strings.HasPrefix(c, "Proxy-")
 }
+
+// managedHeaders are set by Manifold on every upstream call; a static header
+// may not replace or duplicate them.
+var managedHeaders = []string{"Host", "Content-Length", "Content-Type", "X-Request-Id", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Traceparent"}
 
 var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
@@ -153,6 +158,8 @@ func validateUpstream(u *Upstream, p string, c *collector) {
 			c.add(hp, "%q is not a valid header name", name)
 		case IsHopByHop(name):
 			c.add(hp, "%s is a hop-by-hop header and is never forwarded", name)
+		case slices.Contains(managedHeaders, http.CanonicalHeaderKey(name)):
+			c.add(hp, "%s is set by Manifold itself and cannot be configured", name)
 		case !httpguts.ValidHeaderFieldValue(val):
 			c.add(hp, "the value contains characters not allowed in a header (CR, LF or NUL)")
 		}
@@ -330,10 +337,19 @@ func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *colle
 	for i, d := range be.Deny {
 		checkDotPath(d, fmt.Sprintf("%s.deny[%d]", bp, i), c)
 	}
-	for old, nw := range be.Rename {
-		if nw == "" {
+	olds := slices.Sorted(maps.Keys(be.Rename))
+	targets := map[string]string{}
+	for _, old := range olds {
+		nw := be.Rename[old]
+		switch prev, dup := targets[nw]; {
+		case old == "":
+			c.add(bp+".rename", "a key to rename cannot be empty")
+		case nw == "":
 			c.add(bp+".rename."+old, "the new name is empty")
+		case dup:
+			c.add(bp+".rename."+old, "%q and %q are both renamed to %q; the new names must differ", prev, old, nw)
 		}
+		targets[nw] = old
 	}
 	if be.Passthrough && (be.Target != "" || len(be.Allow) > 0 || len(be.Deny) > 0 || len(be.Rename) > 0 || be.Group != "") {
 		c.add(bp+".passthrough", "a passthrough backend relays the answer unchanged: remove group, target, allow, deny and rename")

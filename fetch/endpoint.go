@@ -171,13 +171,18 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 	u := b.Upstream
 	for try := 0; ; try++ {
 		resp, finish, err := b.attempt(ctx, in)
-		if err == nil && resp.StatusCode >= 500 {
-			err = &StatusError{Code: resp.StatusCode}
-			if try < u.cfg.Retry.Attempts && retryable(b.Config.Method, err) {
+		if err == nil && resp.StatusCode >= 500 && try < u.cfg.Retry.Attempts && retryable(b.Config.Method, &StatusError{Code: resp.StatusCode}) {
+			// Retry a 5xx only if the retry can really start; otherwise the
+			// answer is relayed as it is (the breaker hears of it on Close).
+			if d, ok := u.retryDelay(ctx, try); ok {
+				err = &StatusError{Code: resp.StatusCode}
 				resp.Body.Close()
 				finish(err)
-			} else {
-				err = nil // relayed as it is; the breaker hears of it on Close
+				if !sleep(ctx, d) {
+					cancel()
+					return nil, classify(ctx, ctx, ctx.Err())
+				}
+				continue
 			}
 		}
 		if err == nil {
@@ -344,7 +349,9 @@ func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, error)
 	if body != nil && in.ContentType != "" {
 		req.Header["Content-Type"] = []string{in.ContentType}
 	}
-	req.Header["User-Agent"] = []string{UserAgent}
+	if !u.hasUserAgent {
+		req.Header["User-Agent"] = []string{UserAgent}
+	}
 
 	resp, err := u.client.Do(req)
 	if err != nil {

@@ -162,16 +162,28 @@ func retryable(method string, err error) bool {
 	return errors.Is(err, ErrConnect) || errors.Is(err, ErrTimeout)
 }
 
-// backoff waits before retry number try (0-based) and reports whether the
-// retry may start: the wait is jittered exponential backoff, and a retry
-// starts only if the upstream's whole timeout still fits before ctx's
-// deadline afterwards, so no try is started that could not finish in time.
-func (u *Upstream) backoff(ctx context.Context, try int) bool {
+// retryDelay is the wait before retry number try (0-based): jittered
+// exponential backoff. ok is false when the retry may not start at all: a
+// retry starts only if the upstream's whole timeout still fits before ctx's
+// deadline after the wait, so no try is started that could not finish.
+func (u *Upstream) retryDelay(ctx context.Context, try int) (d time.Duration, ok bool) {
 	base := u.cfg.Retry.Backoff << min(try, 10)
-	d := base/2 + rand.N(base/2+1)
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl)-d-headroomMax < u.cfg.Timeout {
-		return false
+	d = base/2 + rand.N(base/2+1)
+	if dl, has := ctx.Deadline(); has && time.Until(dl)-d-headroomMax < u.cfg.Timeout {
+		return 0, false
 	}
+	return d, ctx.Err() == nil
+}
+
+// backoff waits before retry number try and reports whether the retry may
+// start (see retryDelay); it gives up at once if ctx ends.
+func (u *Upstream) backoff(ctx context.Context, try int) bool {
+	d, ok := u.retryDelay(ctx, try)
+	return ok && sleep(ctx, d)
+}
+
+// sleep waits d unless ctx ends first; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}

@@ -349,3 +349,42 @@ endpoints:
 		})
 	}
 }
+
+func TestRelayRetriesOrRelays5xx(t *testing.T) {
+	tests := []struct {
+		name       string
+		upTimeout  string
+		wantStatus int
+		wantHits   int32
+	}{
+		// Room for a retry: the 503 is retried and the second answer relayed.
+		{"retry fits", "100ms", 200, 2},
+		// The upstream's timeout does not fit again before the deadline: the
+		// 503 is relayed as it is, not turned into a 502.
+		{"retry does not fit", "1s", 503, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hits atomic.Int32
+			up := serve(t, func(w http.ResponseWriter, r *http.Request) {
+				if hits.Add(1) == 1 {
+					w.WriteHeader(503)
+					return
+				}
+				io.WriteString(w, "ok")
+			})
+			eps, _ := endpoints(t, fmt.Sprintf(`
+upstreams: {u: {url: "{{u}}", timeout: %s, retry: {attempts: 1, backoff: 5ms}}}
+endpoints: [{path: /e, timeout: 1s, backends: [{upstream: u, path: /, passthrough: true}]}]
+`, tt.upTimeout), map[string]string{"u": up})
+			rel, err := eps[0].Relay(context.Background(), inbound())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rel.Close()
+			if rel.Response.StatusCode != tt.wantStatus || hits.Load() != tt.wantHits {
+				t.Fatalf("status %d after %d tries, want %d after %d", rel.Response.StatusCode, hits.Load(), tt.wantStatus, tt.wantHits)
+			}
+		})
+	}
+}

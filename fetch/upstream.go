@@ -25,12 +25,14 @@ type Upstream struct {
 	// Name is the upstream's name as written in the configuration.
 	Name string
 
-	cfg       *config.Upstream
-	base      string      // scheme://host/prefix, escaped, no trailing slash
-	headers   http.Header // static headers, names as written
-	transport *http.Transport
-	client    *http.Client
-	logger    *slog.Logger
+	cfg     *config.Upstream
+	base    string      // scheme://host/prefix, escaped, no trailing slash
+	headers http.Header // static headers, names as written
+	// hasUserAgent: a static header sets User-Agent, so Manifold's is not sent.
+	hasUserAgent bool
+	transport    *http.Transport
+	client       *http.Client
+	logger       *slog.Logger
 
 	breaker       *gobreaker.TwoStepCircuitBreaker[struct{}] // nil: disabled
 	slots         chan struct{}                              // bulkhead; nil: unlimited
@@ -70,15 +72,18 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 		MaxResponseHeaderBytes: 64 << 10,
 	}
 	h := make(http.Header, len(cfg.Headers))
+	hasUA := false
 	for k, v := range cfg.Headers {
 		h[k] = []string{v} // as written: Go sends map keys verbatim
+		hasUA = hasUA || http.CanonicalHeaderKey(k) == "User-Agent"
 	}
 	u := &Upstream{
-		Name:      cfg.Name,
-		cfg:       cfg,
-		base:      cfg.BaseURL.String(),
-		headers:   h,
-		transport: t,
+		Name:         cfg.Name,
+		cfg:          cfg,
+		base:         cfg.BaseURL.String(),
+		headers:      h,
+		hasUserAgent: hasUA,
+		transport:    t,
 		client: &http.Client{
 			Transport: t,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
