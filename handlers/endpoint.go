@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -129,7 +130,9 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 	removeHopByHop(h)
 	h[headerRequestID] = []string{c.GetString(ctxRequestID)}
 	c.Writer.WriteHeader(resp.StatusCode)
-	_, err = io.Copy(c.Writer, rel.Body)
+	buf := copyBuffers.Get().(*[]byte)
+	_, err = io.CopyBuffer(writerOnly{c.Writer}, rel.Body, *buf)
+	copyBuffers.Put(buf)
 	r := fetch.Result{Backend: ep.Backends[0], Err: err, Status: resp.StatusCode, Duration: time.Since(start)}
 	if err == nil && resp.StatusCode >= 500 {
 		r.Err = &fetch.StatusError{Code: resp.StatusCode}
@@ -142,6 +145,14 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// copyBuffers recycles relay buffers: io.Copy would allocate 32 KiB per
+// passthrough request.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// writerOnly hides the ResponseWriter's ReadFrom so CopyBuffer uses the
+// pooled buffer rather than one of its own.
+type writerOnly struct{ io.Writer }
 
 // removeHopByHop deletes the connection-level headers of a relayed answer,
 // including any named in its Connection header.
