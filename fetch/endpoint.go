@@ -353,7 +353,7 @@ func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, error)
 		req.Header["User-Agent"] = []string{UserAgent}
 	}
 
-	resp, err := u.client.Do(req)
+	resp, err := u.transport.RoundTrip(req)
 	if err != nil {
 		err = classify(ctx, callCtx, err)
 		cancel()

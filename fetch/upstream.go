@@ -84,13 +84,7 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 		headers:      h,
 		hasUserAgent: hasUA,
 		transport:    t,
-		client: &http.Client{
-			Transport: t,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-		logger: logger.With("upstream", cfg.Name),
+		logger:       logger.With("upstream", cfg.Name),
 	}
 	for _, o := range opts {
 		o(u)
