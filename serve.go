@@ -28,10 +28,20 @@ var errForced = errors.New("second signal: exited without finishing in-flight re
 // liveGateway serves through whichever Gateway is current; a reload swaps
 // the pointer, and requests already inside the old Gateway finish there.
 type liveGateway struct {
-	p atomic.Pointer[handlers.Gateway]
+	p     atomic.Pointer[handlers.Gateway]
+	ready *atomic.Bool
 }
 
-func (l *liveGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { l.p.Load().ServeHTTP(w, r) }
+// ServeHTTP serves through the current Gateway. While draining, every answer
+// says Connection: close, so the balancer's pooled connections end one by one
+// after a served request instead of being cut while a request may be on its
+// way; the listener itself stays open for drain_delay.
+func (l *liveGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !l.ready.Load() {
+		w.Header()["Connection"] = []string{"close"}
+	}
+	l.p.Load().ServeHTTP(w, r)
+}
 
 func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
@@ -59,9 +69,30 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	live := &liveGateway{}
+	live := &liveGateway{ready: ready}
 	live.p.Store(gw)
 	defer func() { live.p.Load().Close() }()
+
+	// The watcher is owned here and ends when serve returns. It starts before
+	// the listener so that no edit made after start-up can go unseen.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	defer func() {
+		stopWatch()
+		watchers.Wait()
+	}()
+	changed := make(chan struct{}, 1)
+	watchers.Go(func() {
+		err := config.Watch(watchCtx, path, cfg.Digest, 200*time.Millisecond, func() {
+			select {
+			case changed <- struct{}{}:
+			default: // a reload is already pending
+			}
+		})
+		if err != nil {
+			logger.Warn("config file not watched; reload with SIGHUP", "error", err)
+		}
+	})
 
 	// Signals are caught before the listener opens, so a SIGTERM that follows
 	// the first answered request always drains rather than killing.
@@ -103,26 +134,6 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 		logger.Info("admin listening", "address", aln.Addr().String())
 	}
 
-	// The watcher is owned here: it ends when serve returns.
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	var watchers sync.WaitGroup
-	defer func() {
-		stopWatch()
-		watchers.Wait()
-	}()
-	changed := make(chan struct{}, 1)
-	watchers.Go(func() {
-		err := config.Watch(watchCtx, path, 200*time.Millisecond, func() {
-			select {
-			case changed <- struct{}{}:
-			default: // a reload is already pending
-			}
-		})
-		if err != nil {
-			logger.Warn("config file not watched; reload with SIGHUP", "error", err)
-		}
-	})
-
 	reload := func(why string) {
 		next, err := reloadGateway(path, cfg, live.p.Load(), opts, logger)
 		metrics.Reloaded(err == nil)
@@ -153,8 +164,7 @@ wait:
 		}
 	}
 
-	ready.Store(false)
-	srv.SetKeepAlivesEnabled(false) // answers now say Connection: close
+	ready.Store(false) // from now on answers say Connection: close
 	if !waitOrSignal(time.After(s.DrainDelay), sigs) {
 		logger.Warn(errForced.Error())
 		return errForced

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -37,7 +38,13 @@ func Load(path string, env Getenv) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(path, data, env)
+	cfg, err := Parse(path, data, env)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	cfg.Digest = sum[:]
+	return cfg, nil
 }
 
 // Parse is Load for a file already in memory; name is used in problems.

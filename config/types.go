@@ -36,6 +36,9 @@ type Config struct {
 
 	// File is the path the configuration was loaded from, as given.
 	File string `mapstructure:"-"`
+	// Digest is the SHA-256 of the file's content as Load read it (nil from
+	// Parse); Watch uses it to notice edits made right after loading.
+	Digest []byte `mapstructure:"-"`
 	// UpstreamNames lists the upstream names sorted, for stable iteration.
 	UpstreamNames []string `mapstructure:"-"`
 }

@@ -12,9 +12,12 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// Watch calls onChange whenever the content of the file at path changes,
-// until ctx ends; it blocks until then and returns nil, or an error if the
-// watch cannot be set up.
+// Watch calls onChange whenever the content of the file at path differs
+// from the last content seen, until ctx ends; it blocks until then and
+// returns nil, or an error if the watch cannot be set up. since is the
+// SHA-256 of the content the caller already loaded (Config.Digest), so an
+// edit made between that load and the watch's start is reported too; nil
+// means the content at the start.
 //
 // It watches the file's directory, not the file, and compares content
 // hashes, so the edits that replace a file rather than write it in place
@@ -22,7 +25,7 @@ import (
 // and touching a file without changing it is not. Bursts of events are
 // debounced: onChange runs once the file has been quiet for debounce.
 // onChange runs on Watch's goroutine, one call at a time.
-func Watch(ctx context.Context, path string, debounce time.Duration, onChange func()) error {
+func Watch(ctx context.Context, path string, since []byte, debounce time.Duration, onChange func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", path, err)
@@ -31,9 +34,11 @@ func Watch(ctx context.Context, path string, debounce time.Duration, onChange fu
 	if err := w.Add(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("watch %s: %w", path, err)
 	}
-	last := fileHash(path)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	last := since
+	if last == nil {
+		last = fileHash(path)
+	}
+	timer := time.NewTimer(0) // compare once now, for edits made before the watch began
 	defer timer.Stop()
 	for {
 		select {

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ func TestWatch(t *testing.T) {
 	changes := make(chan string, 16) // the file's content at each onChange
 	done := make(chan error, 1)
 	go func() {
-		done <- config.Watch(ctx, p, 20*time.Millisecond, func() {
+		done <- config.Watch(ctx, p, nil, 20*time.Millisecond, func() {
 			b, err := os.ReadFile(p)
 			if err != nil {
 				changes <- "unreadable: " + err.Error()
@@ -135,7 +136,7 @@ func TestWatchSetupError(t *testing.T) {
 	t.Parallel()
 	p := filepath.Join(t.TempDir(), "no-such-dir", "config.yaml")
 	errc := make(chan error, 1)
-	go func() { errc <- config.Watch(context.Background(), p, time.Millisecond, func() {}) }()
+	go func() { errc <- config.Watch(context.Background(), p, nil, time.Millisecond, func() {}) }()
 	select {
 	case err := <-errc:
 		if err == nil {
@@ -143,5 +144,33 @@ func TestWatchSetupError(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Watch of a file in a missing directory blocked instead of failing")
+	}
+}
+
+func TestWatchReportsAnEditMadeBeforeItStarted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := writeFile(t, dir, "config.yaml", "v: 1\n")
+	loaded := sha256.Sum256([]byte("v: 0\n")) // what the caller had loaded
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	called := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- config.Watch(ctx, p, loaded[:], time.Millisecond, func() {
+			select {
+			case called <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	select {
+	case <-called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("an edit made before the watch started was never reported")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -78,7 +78,7 @@ func (u *Upstream) newBreaker(cb config.CircuitBreaker) *gobreaker.TwoStepCircui
 		IsExcluded: func(err error) bool { return errors.Is(err, errNotCounted) },
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			u.logger.Warn("circuit breaker state changed", "from", from.String(), "to", to.String())
-			if u.onStateChange != nil {
+			if u.onStateChange != nil && !u.closed.Load() {
 				u.onStateChange(name, fromGobreaker(to))
 			}
 		},

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -37,6 +38,7 @@ type Upstream struct {
 	breaker       *gobreaker.TwoStepCircuitBreaker[struct{}] // nil: disabled
 	slots         chan struct{}                              // bulkhead; nil: unlimited
 	onStateChange func(upstream string, to BreakerState)
+	closed        atomic.Bool
 }
 
 // Option adjusts an Upstream at construction.
@@ -100,8 +102,13 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 func (u *Upstream) Config() *config.Upstream { return u.cfg }
 
 // Close releases the upstream's idle connections; calls in flight finish.
-// A reload calls it for upstreams that were removed or changed.
-func (u *Upstream) Close() { u.transport.CloseIdleConnections() }
+// A reload calls it for upstreams that were removed or changed; from then on
+// the upstream's breaker no longer reports state changes, so a call still in
+// flight on it cannot overwrite what its successor reports.
+func (u *Upstream) Close() {
+	u.closed.Store(true)
+	u.transport.CloseIdleConnections()
+}
 
 // classify maps a transport or body-read error onto the failure classes.
 // parent is the request's context, so a client that left is told from a
