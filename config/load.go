@@ -350,6 +350,7 @@ var upstreamDefaults = map[string]any{
 	"timeout":                              "1s",
 	"max_concurrent":                       0,
 	"max_response_bytes":                   4194304,
+	"client":                               "lean",
 	"retry.attempts":                       0,
 	"retry.backoff":                        "25ms",
 	"circuit_breaker.enabled":              true,

@@ -106,6 +106,10 @@ type Upstream struct {
 	// Headers are sent on every call, names as written (default none). Use
 	// ${VAR} for secrets.
 	Headers map[string]string `mapstructure:"headers"`
+	// Client selects the HTTP client: "lean" (default), Manifold's pooled
+	// HTTP/1.1 client, about 3× cheaper per call; or "stdlib", Go's
+	// http.Transport, which also speaks HTTP/2 to https upstreams.
+	Client string `mapstructure:"client"`
 	// Retry re-tries idempotent calls that failed transiently.
 	Retry Retry `mapstructure:"retry"`
 	// CircuitBreaker stops calling an upstream that keeps failing.

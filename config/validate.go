@@ -164,6 +164,9 @@ func validateUpstream(u *Upstream, p string, c *collector) {
 			c.add(hp, "the value contains characters not allowed in a header (CR, LF or NUL)")
 		}
 	}
+	if u.Client != "lean" && u.Client != "stdlib" {
+		c.add(p+".client", "%q: use lean (Manifold's HTTP/1.1 client, the default) or stdlib (Go's http.Transport)", u.Client)
+	}
 	if u.Retry.Attempts < 0 || u.Retry.Attempts > 10 {
 		c.add(p+".retry.attempts", "must be between 0 and 10, got %d", u.Retry.Attempts)
 	}
@@ -379,6 +382,13 @@ func firstDuplicate(names []string) string {
 		}
 	}
 	return ""
+}
+
+func init() {
+	// The route check below registers routes on a throwaway Gin engine; in
+	// Gin's default debug mode that prints every route to stdout, which would
+	// pollute `manifold check`. Manifold runs Gin in release mode throughout.
+	gin.SetMode(gin.ReleaseMode)
 }
 
 // checkRoutes asks the router itself whether the endpoint paths can live

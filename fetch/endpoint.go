@@ -139,6 +139,7 @@ type Relayed struct {
 
 	body    *cappedReader
 	ctx     context.Context
+	callCtx context.Context
 	cancel  context.CancelFunc
 	finish  func(error)
 	outcome error // what the breaker is told when the body ends cleanly
@@ -152,7 +153,7 @@ func (r *Relayed) Close() {
 	if err := r.body.err; err != nil && err != io.EOF {
 		outcome = err
 		if !errors.Is(err, ErrTooLarge) {
-			outcome = classify(r.ctx, r.Response.Request.Context(), err)
+			outcome = classify(r.ctx, r.callCtx, err)
 		}
 	}
 	r.Response.Body.Close()
@@ -170,7 +171,7 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 	b := e.Backends[0]
 	u := b.Upstream
 	for try := 0; ; try++ {
-		resp, finish, err := b.attempt(ctx, in)
+		resp, callCtx, finish, err := b.attempt(ctx, in)
 		if err == nil && resp.StatusCode >= 500 && try < u.cfg.Retry.Attempts && retryable(b.Config.Method, &StatusError{Code: resp.StatusCode}) {
 			// Retry a 5xx only if the retry can really start; otherwise the
 			// answer is relayed as it is (the breaker hears of it on Close).
@@ -195,7 +196,7 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 				return nil, err
 			}
 			body := &cappedReader{r: resp.Body, left: limit}
-			rel := &Relayed{Response: resp, Body: body, body: body, ctx: ctx, cancel: cancel, finish: finish}
+			rel := &Relayed{Response: resp, Body: body, body: body, ctx: ctx, callCtx: callCtx, cancel: cancel, finish: finish}
 			if resp.StatusCode >= 500 {
 				rel.outcome = &StatusError{Code: resp.StatusCode}
 			}
@@ -271,7 +272,7 @@ var emptyObject = []byte("{}")
 // fetchJSON makes one try and reads a 2xx JSON answer. The whole try, body
 // included, passes through the upstream's bulkhead and breaker.
 func (b *Backend) fetchJSON(ctx context.Context, in *Inbound) (body []byte, status int, err error) {
-	resp, finish, err := b.attempt(ctx, in)
+	resp, callCtx, finish, err := b.attempt(ctx, in)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -283,7 +284,7 @@ func (b *Backend) fetchJSON(ctx context.Context, in *Inbound) (body []byte, stat
 	body, err = readBody(resp.Body, b.Upstream.cfg.MaxResponseBytes, resp.ContentLength)
 	if err != nil {
 		if !errors.Is(err, ErrTooLarge) {
-			err = classify(ctx, resp.Request.Context(), err)
+			err = classify(ctx, callCtx, err)
 		}
 		return nil, resp.StatusCode, err
 	}
@@ -299,23 +300,24 @@ func (b *Backend) fetchJSON(ctx context.Context, in *Inbound) (body []byte, stat
 // attempt admits one try through the bulkhead and breaker and sends it. On
 // success the caller owns resp.Body and must call finish with the try's
 // outcome; on failure both are already settled.
-func (b *Backend) attempt(ctx context.Context, in *Inbound) (*http.Response, func(error), error) {
+func (b *Backend) attempt(ctx context.Context, in *Inbound) (*http.Response, context.Context, func(error), error) {
 	finish, err := b.Upstream.admit()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	resp, err := b.send(ctx, in)
+	resp, callCtx, err := b.send(ctx, in)
 	if err != nil {
 		finish(err)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return resp, finish, nil
+	return resp, callCtx, finish, nil
 }
 
 // send builds the upstream request under the call's own deadline and sends
-// it. On success the response body is open and bound to that deadline; the
-// deadline's timer is released when the body is closed.
-func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, error) {
+// it. On success the response body is open and bound to that deadline (the
+// returned context, for classifying body-read errors); the deadline's timer
+// is released when the body is closed.
+func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, context.Context, error) {
 	u := b.Upstream
 	timeout, cause := u.cfg.Timeout, errOwnTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -326,49 +328,51 @@ func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, error)
 		}
 	}
 	if timeout <= 0 {
-		return nil, fmt.Errorf("%w: %w", ErrTimeout, errEndpointClipped)
+		return nil, nil, fmt.Errorf("%w: %w", ErrTimeout, errEndpointClipped)
 	}
 	callCtx, cancel := context.WithTimeoutCause(ctx, timeout, cause)
 
-	var body io.Reader
+	var body []byte
 	if b.sendsBody && len(in.Body) > 0 {
-		body = bytes.NewReader(in.Body)
+		body = in.Body
 	}
-	req, err := http.NewRequestWithContext(callCtx, b.Config.Method, b.url(in), body)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("%w: build request: %w", ErrConnect, err)
-	}
-	req.Header = make(http.Header, len(in.Header)+len(u.headers)+2)
+	header := make(http.Header, len(in.Header)+len(u.headers)+2)
 	for k, v := range in.Header {
-		req.Header[k] = v
+		header[k] = v
 	}
 	for k, v := range u.headers {
-		req.Header[k] = v
+		header[k] = v
 	}
 	if body != nil && in.ContentType != "" {
-		req.Header["Content-Type"] = []string{in.ContentType}
+		header["Content-Type"] = []string{in.ContentType}
 	}
 	if !u.hasUserAgent {
-		req.Header["User-Agent"] = []string{UserAgent}
+		header["User-Agent"] = u.userAgent
 	}
+	uri := b.requestURI(in)
 
-	resp, err := u.transport.RoundTrip(req)
+	var resp *http.Response
+	var err error
+	if u.lean != nil {
+		resp, err = u.leanRoundTrip(callCtx, b.Config.Method, uri, header, body)
+	} else {
+		resp, err = u.stdRoundTrip(callCtx, b.Config.Method, uri, header, body)
+	}
 	if err != nil {
 		err = classify(ctx, callCtx, err)
 		cancel()
-		return nil, err
+		return nil, nil, err
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
+	return resp, callCtx, nil
 }
 
-// url renders the backend URL: upstream base + escaped path + the backend's
-// own query + the forwarded query.
-func (b *Backend) url(in *Inbound) string {
+// requestURI renders the request-target: the upstream's path prefix +
+// escaped path + the backend's own query + the forwarded query.
+func (b *Backend) requestURI(in *Inbound) string {
 	t := b.Config.Template
-	buf := make([]byte, 0, len(b.Upstream.base)+len(b.Config.Path)+len(in.Query)+32)
-	buf = append(buf, b.Upstream.base...)
+	buf := make([]byte, 0, len(b.Upstream.pathPrefix)+len(b.Config.Path)+len(in.Query)+32)
+	buf = append(buf, b.Upstream.pathPrefix...)
 	buf = t.AppendPath(buf, in.Params)
 	if t.HasQuery() || in.Query != "" {
 		buf = append(buf, '?')

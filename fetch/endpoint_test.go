@@ -68,7 +68,15 @@ endpoints:
 	}
 }
 
+// Both clients, lean (the default) and stdlib, must classify every failure
+// the same way.
 func TestFetchClassifiesFailures(t *testing.T) {
+	for _, client := range []string{"lean", "stdlib"} {
+		t.Run(client, func(t *testing.T) { classifiesFailures(t, client) })
+	}
+}
+
+func classifiesFailures(t *testing.T, client string) {
 	gz := func(size int) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Encoding", "gzip")
@@ -113,11 +121,11 @@ func TestFetchClassifiesFailures(t *testing.T) {
 				target = "target: data"
 			}
 			ep := build(t, fmt.Sprintf(`
-upstreams: {u: {url: "{{u}}", timeout: %s, max_response_bytes: 256}}
+upstreams: {u: {url: "{{u}}", timeout: %s, max_response_bytes: 256, client: {{client}}}}
 endpoints:
   - path: /e
     backends: [{upstream: u, path: /, %s}]
-`, tt.timeout, target), map[string]string{"u": serve(t, tt.h)})
+`, tt.timeout, target), map[string]string{"u": serve(t, tt.h), "client": client})
 			res := ep.Fetch(context.Background(), inbound())
 			if !tt.check(res[0].Err) {
 				t.Fatalf("error %v (reason %q) is not of the expected class", res[0].Err, fetch.Reason(res[0].Err))
@@ -126,9 +134,9 @@ endpoints:
 	}
 	t.Run("connect error", func(t *testing.T) {
 		ep := build(t, `
-upstreams: {u: {url: "http://127.0.0.1:1"}}
+upstreams: {u: {url: "http://127.0.0.1:1", client: {{client}}}}
 endpoints: [{path: /e, backends: [{upstream: u, path: /}]}]
-`, nil)
+`, map[string]string{"client": client})
 		res := ep.Fetch(context.Background(), inbound())
 		if !errors.Is(res[0].Err, fetch.ErrConnect) || fetch.Reason(res[0].Err) != "unreachable" {
 			t.Fatalf("got %v", res[0].Err)
@@ -137,9 +145,9 @@ endpoints: [{path: /e, backends: [{upstream: u, path: /}]}]
 	t.Run("client canceled", func(t *testing.T) {
 		arrived := make(chan struct{})
 		ep := build(t, `
-upstreams: {u: {url: "{{u}}", timeout: 10s}}
+upstreams: {u: {url: "{{u}}", timeout: 10s, client: {{client}}}}
 endpoints: [{path: /e, timeout: 10s, backends: [{upstream: u, path: /}]}]
-`, map[string]string{"u": serve(t, func(w http.ResponseWriter, r *http.Request) {
+`, map[string]string{"client": client, "u": serve(t, func(w http.ResponseWriter, r *http.Request) {
 			close(arrived)
 			<-r.Context().Done()
 		})})

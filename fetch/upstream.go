@@ -14,9 +14,11 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/manifold-gw/manifold/config"
+	"github.com/manifold-gw/manifold/internal/h1"
 )
 
-// UserAgent identifies Manifold to upstreams (set by the version stamp).
+// UserAgent identifies Manifold to upstreams. Set it (before building any
+// Upstream) to stamp the version.
 var UserAgent = "manifold"
 
 // Upstream is the runtime of one configured upstream service: a tuned HTTP
@@ -26,14 +28,20 @@ type Upstream struct {
 	// Name is the upstream's name as written in the configuration.
 	Name string
 
-	cfg     *config.Upstream
-	base    string      // scheme://host/prefix, escaped, no trailing slash
-	headers http.Header // static headers, names as written
+	cfg        *config.Upstream
+	origin     string      // scheme://host, for the stdlib client's URLs
+	pathPrefix string      // the URL's path prefix, escaped, no trailing slash
+	headers    http.Header // static headers, names as written
 	// hasUserAgent: a static header sets User-Agent, so Manifold's is not sent.
 	hasUserAgent bool
-	transport    *http.Transport
-	client       *http.Client
-	logger       *slog.Logger
+	// transport is used through RoundTrip, not an http.Client: no redirect
+	// is ever followed and no per-call header copy is made.
+	transport *http.Transport
+	// lean is Manifold's HTTP/1.1 client, used unless client: stdlib.
+	lean *h1.Client
+	// userAgent is UserAgent when the upstream was built, as a header value.
+	userAgent []string
+	logger    *slog.Logger
 
 	breaker       *gobreaker.TwoStepCircuitBreaker[struct{}] // nil: disabled
 	slots         chan struct{}                              // bulkhead; nil: unlimited
@@ -82,9 +90,11 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 	u := &Upstream{
 		Name:         cfg.Name,
 		cfg:          cfg,
-		base:         cfg.BaseURL.String(),
+		origin:       cfg.BaseURL.Scheme + "://" + cfg.BaseURL.Host,
+		pathPrefix:   cfg.BaseURL.EscapedPath(),
 		headers:      h,
 		hasUserAgent: hasUA,
+		userAgent:    []string{UserAgent},
 		transport:    t,
 		logger:       logger.With("upstream", cfg.Name),
 	}
@@ -95,6 +105,9 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 		u.slots = make(chan struct{}, cfg.MaxConcurrent)
 	}
 	u.breaker = u.newBreaker(cfg.CircuitBreaker)
+	if cfg.Client != "stdlib" {
+		u.lean = newLeanClient(cfg, idle, dialTimeout)
+	}
 	return u
 }
 
@@ -108,15 +121,27 @@ func (u *Upstream) Config() *config.Upstream { return u.cfg }
 func (u *Upstream) Close() {
 	u.closed.Store(true)
 	u.transport.CloseIdleConnections()
+	if u.lean != nil {
+		u.lean.CloseIdleConnections()
+	}
 }
 
 // classify maps a transport or body-read error onto the failure classes.
 // parent is the request's context, so a client that left is told from a
 // deadline; callCtx is the call's, whose cause says which deadline passed.
 func classify(parent, callCtx context.Context, err error) error {
-	switch {
-	case errors.Is(parent.Err(), context.Canceled):
+	if errors.Is(parent.Err(), context.Canceled) {
 		return fmt.Errorf("%w: %w", ErrCanceled, err)
+	}
+	if callCtx.Err() == nil && (isTimeout(err) || errors.Is(err, context.DeadlineExceeded)) {
+		// A connection deadline set to the call's deadline can fire a hair
+		// before the context's own timer; wait for it (it is due) so the
+		// cause below says which deadline it was.
+		if dl, ok := callCtx.Deadline(); ok && time.Until(dl) < time.Millisecond {
+			<-callCtx.Done()
+		}
+	}
+	switch {
 	case callCtx.Err() != nil:
 		if cause := context.Cause(callCtx); cause != errOwnTimeout {
 			return fmt.Errorf("%w: %w", ErrTimeout, errEndpointClipped)

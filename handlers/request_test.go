@@ -49,16 +49,23 @@ func (rec *recorder) last(t *testing.T) seen {
 	return rec.reqs[len(rec.reqs)-1]
 }
 
+// Both clients must put exactly the escaped path on the wire.
 func TestPathParametersAreEscaped(t *testing.T) {
+	for _, client := range []string{"lean", "stdlib"} {
+		t.Run(client, func(t *testing.T) { pathParametersAreEscaped(t, client) })
+	}
+}
+
+func pathParametersAreEscaped(t *testing.T, client string) {
 	rec := &recorder{}
 	up := upstream(t, rec.handler(`{}`))
 	base := gateway(t, `
 upstreams:
-  u: {url: "{{u}}/prefix"}
+  u: {url: "{{u}}/prefix", client: {{client}}}
 endpoints:
   - path: /api/users/{id}
     backends: [{upstream: u, path: "/users/{id}/profile?v=1&who={id}"}]
-`, map[string]string{"u": up})
+`, map[string]string{"u": up, "client": client})
 	upHost := strings.TrimPrefix(up, "http://")
 
 	tests := []struct{ name, sent, value string }{

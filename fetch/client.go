@@ -1,0 +1,73 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/manifold-gw/manifold/config"
+	"github.com/manifold-gw/manifold/internal/h1"
+)
+
+// newLeanClient builds the upstream's pooled HTTP/1.1 client: the same
+// pool size and dial bounds as the stdlib transport, TLS (HTTP/1.1 only) for
+// https upstreams.
+func newLeanClient(cfg *config.Upstream, idle int, dialTimeout time.Duration) *h1.Client {
+	host, port := cfg.BaseURL.Hostname(), cfg.BaseURL.Port()
+	var tlsConfig *tls.Config
+	if cfg.BaseURL.Scheme == "https" {
+		tlsConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		if port == "" {
+			port = "443"
+		}
+	} else if port == "" {
+		port = "80"
+	}
+	return h1.New(h1.Options{
+		Addr:           net.JoinHostPort(host, port),
+		TLS:            tlsConfig,
+		DialTimeout:    dialTimeout,
+		MaxIdleConns:   idle,
+		IdleTimeout:    90 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+	})
+}
+
+// leanRoundTrip makes one call through the lean client and presents the
+// answer as an *http.Response so the rest of fetch is client-agnostic.
+func (u *Upstream) leanRoundTrip(ctx context.Context, method, uri string, header http.Header, body []byte) (*http.Response, error) {
+	resp, err := u.lean.Do(ctx, &h1.Request{Method: method, Host: u.cfg.BaseURL.Host, RequestURI: uri, Header: header, Body: body})
+	if err != nil {
+		if errors.Is(err, h1.ErrMalformedResponse) {
+			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
+		}
+		return nil, err
+	}
+	return &http.Response{
+		StatusCode:    resp.StatusCode,
+		Header:        resp.Header,
+		ContentLength: resp.ContentLength,
+		Uncompressed:  resp.Uncompressed,
+		Body:          resp.Body,
+	}, nil
+}
+
+// stdRoundTrip makes one call through the upstream's http.Transport.
+func (u *Upstream) stdRoundTrip(ctx context.Context, method, uri string, header http.Header, body []byte) (*http.Response, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.origin+uri, r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: build request: %w", ErrConnect, err)
+	}
+	req.Header = header
+	return u.transport.RoundTrip(req)
+}

@@ -1,0 +1,378 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Buffer sizes. A response head longer than the read buffer still parses
+// (it is accumulated in conn.head); a chunk-size or trailer line must fit.
+const (
+	readBufSize  = 4 << 10
+	writeBufSize = 4 << 10
+)
+
+// conn is one connection with its buffers; the struct lives as long as the
+// connection and serves its requests one after the other.
+type conn struct {
+	client  *Client  // nil in parser tests and fuzzing
+	nc      net.Conn // what is read and written (*tls.Conn or TCP)
+	raw     net.Conn // the socket under nc; closing it stops any I/O
+	prober  *prober  // looks at raw while idle; nil if raw has no fd
+	isTLS   bool
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	head    []byte // scratch for the response head, reused
+	maxHead int    // response head limit
+	idleAt  time.Time
+	reused  bool // a response was read on it before the current request
+
+	// Per call.
+	ctx         context.Context
+	stop        func() bool    // context.AfterFunc's stop; nil if not armed
+	cancelWG    sync.WaitGroup // held while onCancel may still run
+	onCancelFn  func()         // pc.onCancel, bound once per connection
+	deadlineSet bool
+	broken      bool  // closed (or to be closed): never pooled
+	written     int64 // request bytes accepted by the socket, for retries
+	closeAfter  bool  // the request said Connection: close
+	lastReuse   bool  // what release decided (for tests and fuzzing)
+	released    bool
+}
+
+func newConn(c *Client, nc, raw net.Conn) *conn {
+	pc := &conn{client: c, nc: nc, raw: raw, maxHead: c.opts.MaxHeaderBytes}
+	pc.br = bufio.NewReaderSize(nc, readBufSize)
+	pc.bw = bufio.NewWriterSize(writerFunc(pc.write), writeBufSize)
+	pc.onCancelFn = pc.onCancel
+	if sc, ok := raw.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			pc.prober = newProber(rc)
+		}
+	}
+	return pc
+}
+
+// writerFunc adapts a method to io.Writer without an interface per call.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// write counts what the socket accepted, so a failed write of which not a
+// byte went out can be replayed whatever the method.
+func (pc *conn) write(p []byte) (int, error) {
+	n, err := pc.nc.Write(p)
+	pc.written += int64(n)
+	return n, err
+}
+
+// dial opens a new connection under ctx (and DialTimeout), TLS included.
+func (c *Client) dial(ctx context.Context) (*conn, error) {
+	if c.tlsConfig == nil {
+		nc, err := c.dialer.DialContext(ctx, "tcp", c.opts.Addr)
+		if err != nil {
+			return nil, ctxErr(ctx, "dial", err, false)
+		}
+		return newConn(c, nc, nc), nil
+	}
+	td := tls.Dialer{NetDialer: &c.dialer, Config: c.tlsConfig}
+	nc, err := td.DialContext(ctx, "tcp", c.opts.Addr)
+	if err != nil {
+		return nil, ctxErr(ctx, "dial", err, false)
+	}
+	tc := nc.(*tls.Conn)
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
+		tc.NetConn().Close()
+		return nil, fmt.Errorf("h1: dial: server negotiated %q, not http/1.1", p)
+	}
+	pc := newConn(c, tc, tc.NetConn())
+	pc.isTLS = true
+	return pc, nil
+}
+
+// alive reports whether a pooled connection may carry a request. The read
+// buffer is empty (release saw to it); the probe looks at the socket.
+func (pc *conn) alive() bool {
+	if pc.prober == nil {
+		return true
+	}
+	switch pc.prober.probe() {
+	case probeEOF, probeError:
+		return false
+	case probeData:
+		// Plain TCP: the server said something unasked while the
+		// connection was idle (a 408, or the tail of an over-long
+		// response): reading it as the next answer would be a desync.
+		// TLS: the bytes may be a post-handshake message (session ticket)
+		// that crypto/tls consumes, so they prove nothing.
+		return pc.isTLS
+	}
+	return true
+}
+
+// staleError marks a failure on a reused connection before any byte of the
+// response arrived: the case where replaying on a fresh connection is
+// legitimate (see Client.Do).
+type staleError struct {
+	err            error
+	nothingWritten bool
+}
+
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
+
+// roundTrip runs one request on pc; pc is released (pooled or closed) by
+// the time the body ends, or before roundTrip returns an error.
+func (pc *conn) roundTrip(ctx context.Context, req *Request) (*Response, error) {
+	pc.watch(ctx)
+	pc.written = 0
+	pc.closeAfter = false
+	pc.released = false
+	if err := pc.writeRequest(req); err != nil {
+		err = pc.ioErr("write request", err)
+		pc.release(false)
+		if pc.reused && ctx.Err() == nil && isConnLoss(err) {
+			return nil, &staleError{err: err, nothingWritten: pc.written == 0}
+		}
+		return nil, err
+	}
+	resp, gotBytes, err := readResponse(pc, req.Method)
+	if err != nil {
+		err = pc.ioErr("read response", err)
+		pc.release(false)
+		if !gotBytes && pc.reused && ctx.Err() == nil && isConnLoss(err) {
+			return nil, &staleError{err: err}
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// isConnLoss reports whether err says the peer closed or reset the
+// connection (not a timeout, not a parse error).
+func isConnLoss(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED)
+}
+
+// watch ties the call to ctx: ctx's deadline becomes the connection's, and
+// ctx ending closes the socket (through context.AfterFunc, which starts a
+// goroutine only when ctx actually ends), which unblocks any Read or Write
+// and shows the upstream that the call was abandoned.
+func (pc *conn) watch(ctx context.Context) {
+	pc.ctx = ctx
+	if pc.nc == nil {
+		return
+	}
+	if d, ok := ctx.Deadline(); ok {
+		pc.nc.SetDeadline(d)
+		pc.deadlineSet = true
+	}
+	if ctx.Done() != nil {
+		pc.cancelWG.Add(1)
+		pc.stop = context.AfterFunc(ctx, pc.onCancelFn)
+	}
+}
+
+func (pc *conn) onCancel() {
+	defer pc.cancelWG.Done()
+	pc.raw.Close()
+}
+
+// unwatch detaches the call from its context. If the AfterFunc already
+// started, it waits for it (so no goroutine outlives the call) and marks the
+// connection broken: it is being closed.
+func (pc *conn) unwatch() {
+	if pc.stop == nil {
+		return
+	}
+	if pc.stop() {
+		pc.cancelWG.Done()
+	} else {
+		pc.cancelWG.Wait()
+		pc.broken = true
+	}
+	pc.stop = nil
+}
+
+// release ends the call on pc: the connection is pooled when reuse is
+// allowed and it is certain that the connection is at a response boundary
+// (nothing buffered beyond the response), else closed. It runs once per
+// call.
+func (pc *conn) release(reuse bool) {
+	if pc.released {
+		return
+	}
+	pc.released = true
+	pc.unwatch()
+	reuse = reuse && !pc.broken && !pc.closeAfter && pc.br.Buffered() == 0
+	pc.lastReuse = reuse
+	if reuse && pc.client != nil {
+		if pc.deadlineSet {
+			pc.nc.SetDeadline(time.Time{})
+			pc.deadlineSet = false
+		}
+		pc.reused = true
+		pc.ctx = nil
+		if pc.client.putIdle(pc) {
+			return
+		}
+	}
+	pc.close()
+}
+
+// close closes the socket. The TLS layer is bypassed on purpose: a
+// close_notify could block on a peer that does not read, and HTTP/1.1
+// framing does not need it.
+func (pc *conn) close() {
+	pc.broken = true
+	if pc.raw != nil {
+		pc.raw.Close()
+	}
+}
+
+// ioErr describes an I/O error of the call. When the call's context ended,
+// the result wraps the context's error (the I/O error is then only the
+// consequence of the socket being closed or timing out).
+func (pc *conn) ioErr(phase string, err error) error {
+	return ctxErr(pc.ctx, phase, err, pc.deadlineSet)
+}
+
+func ctxErr(ctx context.Context, phase string, err error, deadlineSet bool) error {
+	if errors.Is(err, ErrMalformedResponse) || errors.Is(err, ErrInvalidRequest) {
+		return err
+	}
+	if ctx != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("h1: %s: %w", phase, cerr)
+		}
+	}
+	if deadlineSet && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The socket deadline is the context's deadline; its timer may
+		// just not have fired yet.
+		return fmt.Errorf("h1: %s: %w", phase, context.DeadlineExceeded)
+	}
+	return fmt.Errorf("h1: %s: %w", phase, err)
+}
+
+// writeRequest writes the whole request into the write buffer and flushes
+// once (a body larger than the buffer is written through).
+func (pc *conn) writeRequest(req *Request) error {
+	bw := pc.bw
+	host := req.Host
+	if host == "" && pc.client != nil {
+		host = pc.client.opts.Addr
+	}
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(req.RequestURI)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	for k, vv := range req.Header {
+		if skipRequestHeader(k) {
+			continue
+		}
+		if len(k) == len("Connection") && equalFold(k, "Connection") {
+			for _, v := range vv {
+				if hasToken(v, "close") {
+					pc.closeAfter = true
+				}
+			}
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if req.Body != nil || methodWantsLength(req.Method) {
+		var num [20]byte
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(num[:0], int64(len(req.Body)), 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	if len(req.Body) > 0 {
+		bw.Write(req.Body)
+	}
+	err := bw.Flush()
+	if err != nil {
+		// Whatever is left buffered belongs to this failed request.
+		bw.Reset(writerFunc(pc.write))
+	}
+	return err
+}
+
+// methodWantsLength: RFC 9110 §8.6, a user agent should send
+// Content-Length: 0 for a bodiless request whose method defines a body.
+func methodWantsLength(m string) bool {
+	return m == http.MethodPost || m == http.MethodPut || m == http.MethodPatch
+}
+
+// skipRequestHeader: the keys whose values the client computes itself.
+func skipRequestHeader(k string) bool {
+	switch len(k) {
+	case len("Host"):
+		return equalFold(k, "Host")
+	case len("Content-Length"):
+		return equalFold(k, "Content-Length")
+	case len("Transfer-Encoding"):
+		return equalFold(k, "Transfer-Encoding")
+	}
+	return false
+}
+
+// validate checks everything that goes on the request line and in header
+// lines, so that no caller-supplied string can end a line early, start a
+// new header or a new request, or change the framing.
+func (r *Request) validate() error {
+	if r == nil {
+		return fmt.Errorf("%w: nil request", ErrInvalidRequest)
+	}
+	if !isToken(r.Method) {
+		return fmt.Errorf("%w: method %q is not a token", ErrInvalidRequest, r.Method)
+	}
+	if r.Method == http.MethodConnect {
+		return fmt.Errorf("%w: CONNECT is not supported", ErrInvalidRequest)
+	}
+	if len(r.RequestURI) == 0 || r.RequestURI[0] != '/' {
+		return fmt.Errorf("%w: request URI %q does not start with /", ErrInvalidRequest, r.RequestURI)
+	}
+	for i := 0; i < len(r.RequestURI); i++ {
+		if c := r.RequestURI[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return fmt.Errorf("%w: request URI %q: byte %#x not allowed", ErrInvalidRequest, r.RequestURI, c)
+		}
+	}
+	for i := 0; i < len(r.Host); i++ {
+		if !validHostByte[r.Host[i]] {
+			return fmt.Errorf("%w: Host %q: byte %#x not allowed", ErrInvalidRequest, r.Host, r.Host[i])
+		}
+	}
+	for k, vv := range r.Header {
+		if !isToken(k) {
+			return fmt.Errorf("%w: header name %q is not a token", ErrInvalidRequest, k)
+		}
+		for _, v := range vv {
+			for i := 0; i < len(v); i++ {
+				if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+					return fmt.Errorf("%w: header %s: control byte %#x in value", ErrInvalidRequest, k, c)
+				}
+			}
+		}
+	}
+	return nil
+}
