@@ -28,14 +28,7 @@ type templatePart struct {
 // '%' and control characters inert, so a parameter can never change the
 // upstream's path structure, query or headers.
 func (t *PathTemplate) AppendPath(dst []byte, params []string) []byte {
-	for _, p := range t.parts {
-		if p.param < 0 {
-			dst = append(dst, p.literal...)
-			continue
-		}
-		dst = append(dst, url.PathEscape(params[p.param])...)
-	}
-	return dst
+	return appendParts(dst, t.parts, params, url.PathEscape)
 }
 
 // HasQuery reports whether the backend path carries its own query.
@@ -45,12 +38,17 @@ func (t *PathTemplate) HasQuery() bool { return len(t.query) > 0 }
 // {param} replaced by the query-escaped value, so that '&', '=' and '#' in a
 // parameter stay inside its value.
 func (t *PathTemplate) AppendQuery(dst []byte, params []string) []byte {
-	for _, p := range t.query {
+	return appendParts(dst, t.query, params, url.QueryEscape)
+}
+
+// appendParts renders literals as they are and parameters through escape.
+func appendParts(dst []byte, parts []templatePart, params []string, escape func(string) string) []byte {
+	for _, p := range parts {
 		if p.param < 0 {
 			dst = append(dst, p.literal...)
 			continue
 		}
-		dst = append(dst, url.QueryEscape(params[p.param])...)
+		dst = append(dst, escape(params[p.param])...)
 	}
 	return dst
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/manifold-gw/manifold/config"
 	"github.com/manifold-gw/manifold/fetch"
 )
 
@@ -20,23 +19,8 @@ import (
 // returns the endpoint runtime.
 func build(t *testing.T, yaml string, urls map[string]string) *fetch.Endpoint {
 	t.Helper()
-	for k, v := range urls {
-		yaml = strings.ReplaceAll(yaml, "{{"+k+"}}", v)
-	}
-	cfg, err := config.Parse("t.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ups := map[string]*fetch.Upstream{}
-	for name, uc := range cfg.Upstreams {
-		ups[name] = fetch.NewUpstream(uc, nil)
-		t.Cleanup(ups[name].Close)
-	}
-	ep, err := fetch.NewEndpoint(cfg.Endpoints[0], ups)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ep
+	eps, _ := endpoints(t, yaml, urls)
+	return eps[0]
 }
 
 func serve(t *testing.T, h http.HandlerFunc) string {
