@@ -44,6 +44,7 @@ type scenario struct {
 var scenarios = []scenario{
 	{ID: "S1", Name: "stub alone", Target: "stub", Path: "/a", Connections: 64},
 	{ID: "S2", Name: "/agg: 3 backends merged", Target: "gateway", Path: "/agg", Connections: 64, TargetCPUMicros: 250},
+	{ID: "S3f", Name: "stub alone, 20ms, 48 conns (S3's floor)", Target: "stub", Path: "/a?delay=20ms", Connections: 48},
 	{ID: "S3", Name: "/agg, 20ms backends, 16 conns", Target: "gateway", Path: "/agg-slow", Connections: 16, TargetP99Millis: 25},
 	{ID: "S4", Name: "/single: 1 backend", Target: "gateway", Path: "/single", Connections: 64, TargetCPUMicros: 110},
 	{ID: "S5", Name: "/raw: passthrough", Target: "gateway", Path: "/raw", Connections: 64, TargetCPUMicros: 100},

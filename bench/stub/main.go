@@ -2,6 +2,12 @@
 // objects at /a, /b and /c (distinct top-level keys, 6 nested items each),
 // precomputed so that it costs as little CPU as a server can. Every path
 // honours ?delay=DURATION.
+//
+// The delay is slept with nanosleep(2) on the handler's thread, not with a
+// Go timer: Go's netpoller waits in whole milliseconds, so a 20ms timer
+// fires anywhere up to ~1ms late, which would add up to a millisecond of
+// noise to every latency the benchmark attributes to the gateway. (A stub
+// may block a thread per request; the delay is not cancellable.)
 package main
 
 import (
@@ -10,6 +16,7 @@ import (
 	"log"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -44,13 +51,7 @@ func main() {
 				http.Error(w, "bad delay", http.StatusBadRequest)
 				return
 			}
-			t := time.NewTimer(dur)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			}
+			preciseSleep(dur)
 		}
 		hdr := w.Header()
 		hdr["Content-Type"] = []string{"application/json"}
@@ -59,4 +60,18 @@ func main() {
 	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	log.Printf("stub listening on %s (bodies: %d, %d, %d bytes)", *addr, len(bodies["/a"]), len(bodies["/b"]), len(bodies["/c"]))
 	log.Fatal(srv.ListenAndServe())
+}
+
+// preciseSleep blocks the calling thread for d with nanosleep(2), resuming
+// after interruptions until d has passed.
+func preciseSleep(d time.Duration) {
+	ts := syscall.NsecToTimespec(int64(d))
+	for {
+		var rem syscall.Timespec
+		err := syscall.Nanosleep(&ts, &rem)
+		if err != syscall.EINTR {
+			return
+		}
+		ts = rem
+	}
 }
