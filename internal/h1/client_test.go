@@ -464,7 +464,10 @@ func TestStaleConnection(t *testing.T) {
 		var posts atomic.Int32
 		done := make(chan struct{}, 4)
 		srv := newRawServer(t, func(rc *rawConn) {
-			defer func() { done <- struct{}{} }()
+			defer func() {
+				rc.Close()
+				done <- struct{}{}
+			}()
 			req, _, err := rc.readRequest()
 			if err != nil {
 				return
