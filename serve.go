@@ -181,18 +181,24 @@ wait:
 		}
 		done <- first
 	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("in-flight requests did not finish within shutdown_timeout (%v): %w", s.ShutdownTimeout, err)
+	for finished := false; !finished; {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("in-flight requests did not finish within shutdown_timeout (%v): %w", s.ShutdownTimeout, err)
+			}
+			finished = true
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				continue // no reloads while draining
+			}
+			for _, s := range servers {
+				_ = s.Close()
+			}
+			<-done
+			logger.Warn(errForced.Error())
+			return errForced
 		}
-	case <-sigs:
-		for _, s := range servers {
-			_ = s.Close()
-		}
-		<-done
-		logger.Warn(errForced.Error())
-		return errForced
 	}
 	logger.Info("stopped")
 	return nil

@@ -120,12 +120,32 @@ var envRef = regexp.MustCompile(`\$\$\{|\$\{([^}]*)\}`)
 func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 	switch n.Kind {
 	case yaml.MappingNode:
+		seenKeys := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			p := joinPath(path, k.Value)
-			if _, dup := c.lines[p]; dup {
-				c.add(p, "duplicate key %q (line %d and line %d)", k.Value, c.lines[p], k.Line)
+			// Schema keys are read case-insensitively, so "timeout" and
+			// "Timeout" are the same key. Names users choose are compared
+			// exactly here (rename keys are case-sensitive JSON keys; upstream
+			// and header names that differ only in case get their own
+			// problem later).
+			dupKey := strings.ToLower(p)
+			if userNamed(path) {
+				dupKey = p
 			}
+			if line, dup := seenKeys[dupKey]; dup {
+				c.add(p, "duplicate key %q (line %d and line %d); the first is ignored", k.Value, line, k.Line)
+				// Drop the earlier one, as YAML readers that allow duplicates
+				// do, so the rest of the file is still checked.
+				for j := 0; j < i; j += 2 {
+					if strings.EqualFold(n.Content[j].Value, k.Value) {
+						n.Content = append(n.Content[:j], n.Content[j+2:]...)
+						i -= 2
+						break
+					}
+				}
+			}
+			seenKeys[dupKey] = k.Line
 			c.lines[p] = k.Line
 			walkNode(val, p, c, env)
 		}
@@ -161,6 +181,12 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 	case yaml.AliasNode:
 		// Aliases point at nodes walked where they are defined.
 	}
+}
+
+// userNamed reports whether the keys of the mapping at path are names users
+// choose (upstream names, header names, rename keys) rather than schema keys.
+func userNamed(path string) bool {
+	return path == "upstreams" || strings.HasSuffix(path, ".headers") || strings.HasSuffix(path, ".rename")
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -1228,3 +1228,29 @@ func TestRenameAndStaticHeaderProblems(t *testing.T) {
 			path: "upstreams.users.headers.x-request-id", words: []string{"set by Manifold"}},
 	})
 }
+
+func TestDuplicateKeysHideNothing(t *testing.T) {
+	t.Parallel()
+	yaml := "server:\n  address: \":1\"\n  Address: \":2\"\n  read_timeout: 5\n" + withEndpoints(validEndpoint)
+	_, err := config.Parse("t.yaml", []byte(yaml), envOf(nil))
+	ps := problemsOf(t, err)
+	var paths []string
+	for _, p := range ps {
+		paths = append(paths, p.Path)
+	}
+	if !slices.Contains(paths, "server.Address") || !slices.Contains(paths, "server.read_timeout") {
+		t.Fatalf("want the case-insensitive duplicate and the type problem after it, got %v", ps)
+	}
+}
+
+func TestHeaderRulesAndZonedProxies(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "forwarding Accept-Encoding", yaml: withEndpointKeys("    forward_headers: [Accept-Encoding]\n"),
+			path: "endpoints[0].forward_headers[0]", words: []string{"set by Manifold"}},
+		{name: "static Accept-Encoding", yaml: withUpstream(`url: "http://users.test", headers: {Accept-Encoding: br}`),
+			path: "upstreams.users.headers.Accept-Encoding", words: []string{"set by Manifold"}},
+		{name: "zoned IPv6 proxy", yaml: withTop("server: {trusted_proxies: [\"fe80::1%eth0\"]}\n"),
+			path: "server.trusted_proxies[0]", words: []string{"fe80::1%eth0"}},
+	})
+}

@@ -28,7 +28,7 @@ func IsHopByHop(name string) bool {
 
 // managedHeaders are set by Manifold on every upstream call; a static header
 // may not replace or duplicate them.
-var managedHeaders = []string{"Host", "Content-Length", "Content-Type", "X-Request-Id", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Traceparent"}
+var managedHeaders = []string{"Host", "Content-Length", "Content-Type", "Accept-Encoding", "X-Request-Id", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Traceparent"}
 
 var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
@@ -94,7 +94,7 @@ func validateServer(cfg *Config, c *collector) {
 		p := fmt.Sprintf("server.trusted_proxies[%d]", i)
 		if pfx, err := netip.ParsePrefix(tp); err == nil {
 			s.TrustedPrefixes = append(s.TrustedPrefixes, pfx.Masked())
-		} else if ip, err := netip.ParseAddr(tp); err == nil {
+		} else if ip, err := netip.ParseAddr(tp); err == nil && ip.Zone() == "" {
 			s.TrustedPrefixes = append(s.TrustedPrefixes, netip.PrefixFrom(ip, ip.BitLen()))
 		} else {
 			c.add(p, "%q is not an IP address or CIDR (e.g. 10.0.0.7 or 10.0.0.0/8)", tp)
@@ -236,6 +236,8 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 			c.add(hp, "%q is not a valid header name", h)
 		case IsHopByHop(h):
 			c.add(hp, "%s is a hop-by-hop header: it describes the client's connection and is never forwarded", h)
+		case slices.Contains([]string{"Host", "Content-Length", "Accept-Encoding"}, http.CanonicalHeaderKey(h)):
+			c.add(hp, "%s is set by Manifold for each upstream call and cannot be forwarded", h)
 		default:
 			ep.ForwardHeaderKeys = append(ep.ForwardHeaderKeys, http.CanonicalHeaderKey(h))
 		}

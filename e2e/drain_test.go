@@ -246,3 +246,37 @@ func TestDrainKeepsIdleKeepAliveConnectionsUsable(t *testing.T) {
 		t.Fatalf("exit %d (exited %v)", code, ok)
 	}
 }
+
+// TestSIGHUPDuringShutdownIsIgnored: once the listener has closed and
+// in-flight requests are finishing, a SIGHUP (say, from a config tool) must
+// neither reload nor cut those requests short.
+func TestSIGHUPDuringShutdownIsIgnored(t *testing.T) {
+	p := startManifold(t, strings.Replace(drainConfig, "drain_delay: 700ms", "drain_delay: 100ms", 1))
+	type answer struct {
+		code int
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		code, _, err := p.get("/slow/1", nil) // 1.5s
+		got <- answer{code, err}
+	}()
+	p.waitMetric(5*time.Second, "the slow request in flight", func(v float64, ok bool) bool { return ok && v >= 2 }, "manifold_inflight_requests")
+	p.Signal(syscall.SIGTERM)
+	// The drain is over once the listener refuses connections.
+	waitFor(t, 3*time.Second, 10*time.Millisecond, "the listener to close", func() (bool, string) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(p.URL(), "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil, fmt.Sprint(err)
+	})
+	p.Signal(syscall.SIGHUP)
+	a := <-got
+	if a.err != nil || a.code != http.StatusOK {
+		t.Fatalf("in-flight request after SIGHUP: %d %v", a.code, a.err)
+	}
+	if code, ok := p.Wait(10 * time.Second); !ok || code != 0 {
+		t.Fatalf("exit %d (exited %v)", code, ok)
+	}
+}

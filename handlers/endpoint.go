@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -123,11 +124,8 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 	}
 	defer rel.Close()
 	resp := rel.Response
+	copyEndToEnd(c.Writer.Header(), resp.Header)
 	h := c.Writer.Header()
-	for k, vs := range resp.Header {
-		h[k] = vs
-	}
-	removeHopByHop(h)
 	h[headerRequestID] = []string{c.GetString(ctxRequestID)}
 	c.Writer.WriteHeader(resp.StatusCode)
 	buf := copyBuffers.Get().(*[]byte)
@@ -154,18 +152,24 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return 
 // pooled buffer rather than one of its own.
 type writerOnly struct{ io.Writer }
 
-// removeHopByHop deletes the connection-level headers of a relayed answer,
-// including any named in its Connection header.
-func removeHopByHop(h http.Header) {
-	for _, v := range h.Values("Connection") {
+// copyEndToEnd copies a relayed answer's headers into dst, less its
+// hop-by-hop headers (including any its Connection header names). Headers
+// already in dst (the gateway's own, e.g. Connection: close while draining)
+// are kept unless the upstream sends the same end-to-end header.
+func copyEndToEnd(dst, src http.Header) {
+	var named []string
+	for _, v := range src["Connection"] {
 		for name := range strings.SplitSeq(v, ",") {
 			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
+				named = append(named, http.CanonicalHeaderKey(name))
 			}
 		}
 	}
-	for _, name := range config.HopByHop {
-		delete(h, name)
+	for k, vs := range src {
+		if config.IsHopByHop(k) || slices.Contains(named, k) {
+			continue
+		}
+		dst[k] = vs
 	}
 }
 
