@@ -645,3 +645,21 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestMaxHeaderBytes: Options.MaxHeaderBytes bounds the head, interim
+// responses included.
+func TestMaxHeaderBytes(t *testing.T) {
+	big := "HTTP/1.1 200 OK\r\nX-Pad: " + strings.Repeat("p", 200) + "\r\nContent-Length: 2\r\n\r\nok"
+	interim := strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", 5) + okResponse
+	for _, tc := range []struct {
+		resp string
+		ok   bool
+	}{{okResponse, true}, {big, false}, {interim, false}} {
+		srv := newRawServer(t, serveEach(func(int, *http.Request) string { return tc.resp }))
+		c := srv.client(t, Options{MaxHeaderBytes: 150})
+		_, _, err := get(t, c, "/")
+		if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrMalformedResponse) {
+			t.Fatalf("%.40q: err = %v", tc.resp, err)
+		}
+	}
+}

@@ -309,12 +309,8 @@ func (pc *conn) writeRequest(req *Request) error {
 	if len(req.Body) > 0 {
 		bw.Write(req.Body)
 	}
-	err := bw.Flush()
-	if err != nil {
-		// Whatever is left buffered belongs to this failed request.
-		bw.Reset(writerFunc(pc.write))
-	}
-	return err
+	// On error the connection is closed, with whatever stayed buffered.
+	return bw.Flush()
 }
 
 // methodWantsLength: RFC 9110 §8.6, a user agent should send

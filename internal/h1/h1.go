@@ -75,8 +75,10 @@ type Options struct {
 	// Addr is the host:port every connection dials.
 	Addr string
 	// TLS, when non-nil, makes every connection TLS. The caller sets
-	// ServerName (and RootCAs, ...); the client clones it and offers only
-	// "http/1.1" by ALPN, so the server cannot switch to HTTP/2.
+	// ServerName (empty: the host part of Addr) and RootCAs etc.; the
+	// certificate is verified as crypto/tls does. The client clones the
+	// config and offers only "http/1.1" by ALPN, so the server cannot
+	// switch to HTTP/2.
 	TLS *tls.Config
 	// DialTimeout bounds connecting plus the TLS handshake (the call's
 	// context bounds it too). Zero means DefaultDialTimeout.
