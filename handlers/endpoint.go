@@ -106,7 +106,12 @@ func (g *Gateway) respond(c *gin.Context, ec *config.Endpoint, results []fetch.R
 	} else {
 		h[headerCompleted] = []string{"true"}
 	}
-	writeJSONBytes(c.Writer, http.StatusOK, fetch.Merge(nil, parts))
+	buf := mergeBuffers.Get().(*[]byte)
+	*buf = fetch.Merge((*buf)[:0], parts)
+	writeJSONBytes(c.Writer, http.StatusOK, *buf) // copied into the connection's buffer
+	if cap(*buf) <= maxPooledMerge {
+		mergeBuffers.Put(buf)
+	}
 }
 
 // relay streams a passthrough backend's answer unchanged (less hop-by-hop
@@ -143,6 +148,12 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// mergeBuffers recycles merged answers' buffers; an unusually large one
+// is left to the GC rather than pinned in the pool.
+var mergeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+const maxPooledMerge = 256 << 10
 
 // copyBuffers recycles relay buffers: io.Copy would allocate 32 KiB per
 // passthrough request.

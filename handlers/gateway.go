@@ -120,7 +120,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	for _, ec := range cfg.Endpoints {
 		ep, err := fetch.NewEndpoint(ec, g.upstreams)
 		if err != nil {
-			g.Close()
+			g.Retire(prev) // release only what this build made; prev's upstreams serve on
 			return nil, err
 		}
 		key := ec.Method + " " + ec.Path
