@@ -129,8 +129,9 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 			// exactly here (rename keys are case-sensitive JSON keys; upstream
 			// and header names that differ only in case get their own
 			// problem later).
+			exact := userNamed(path)
 			dupKey := strings.ToLower(p)
-			if userNamed(path) {
+			if exact {
 				dupKey = p
 			}
 			if line, dup := seenKeys[dupKey]; dup {
@@ -138,7 +139,7 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 				// Drop the earlier one, as YAML readers that allow duplicates
 				// do, so the rest of the file is still checked.
 				for j := 0; j < i; j += 2 {
-					if strings.EqualFold(n.Content[j].Value, k.Value) {
+					if prev := n.Content[j].Value; prev == k.Value || (!exact && strings.EqualFold(prev, k.Value)) {
 						n.Content = append(n.Content[:j], n.Content[j+2:]...)
 						i -= 2
 						break
@@ -186,7 +187,15 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 // userNamed reports whether the keys of the mapping at path are names users
 // choose (upstream names, header names, rename keys) rather than schema keys.
 func userNamed(path string) bool {
-	return path == "upstreams" || strings.HasSuffix(path, ".headers") || strings.HasSuffix(path, ".rename")
+	switch {
+	case path == "upstreams":
+		return true
+	case strings.HasPrefix(path, "upstreams.") && strings.Count(path, ".") == 2:
+		return strings.HasSuffix(path, ".headers") // upstreams.NAME.headers (names have no '.')
+	case strings.HasPrefix(path, "endpoints["):
+		return strings.HasSuffix(path, "].rename") // endpoints[i].backends[j].rename
+	}
+	return false
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -1253,4 +1254,39 @@ func TestHeaderRulesAndZonedProxies(t *testing.T) {
 		{name: "zoned IPv6 proxy", yaml: withTop("server: {trusted_proxies: [\"fe80::1%eth0\"]}\n"),
 			path: "server.trusted_proxies[0]", words: []string{"fe80::1%eth0"}},
 	})
+}
+
+func TestTrustedProxyForms(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Parse("t.yaml", []byte(withTop("server: {trusted_proxies: [\"::ffff:10.0.0.5\", \"::ffff:10.1.0.0/112\", 10.2.0.1, \"fd00::/8\"]}\n")), envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(cfg.Server.TrustedPrefixes)
+	if want := "[10.0.0.5/32 10.1.0.0/16 10.2.0.1/32 fd00::/8]"; got != want {
+		t.Fatalf("trusted prefixes %s, want %s", got, want)
+	}
+}
+
+func TestDuplicateDetectionFollowsNameRules(t *testing.T) {
+	t.Parallel()
+	// Header names: the exact repeat is the duplicate; x-a vs X-A is the
+	// case problem reported separately.
+	_, err := config.Parse("t.yaml", []byte(withUpstream(`url: "http://users.test", headers: {x-a: "1", X-A: "2", X-A: "3"}`)), envOf(nil))
+	var msgs []string
+	for _, p := range problemsOf(t, err) {
+		msgs = append(msgs, p.String())
+	}
+	all := strings.Join(msgs, "\n")
+	if !strings.Contains(all, `upstreams.users.headers.X-A: duplicate key "X-A"`) {
+		t.Errorf("exact duplicate header not reported:\n%s", all)
+	}
+	// An upstream named "headers" still has case-insensitive schema keys.
+	yaml := "upstreams:\n  headers:\n    url: http://h.test\n    URL: http://i.test\n" +
+		"endpoints:\n  - path: /u\n    backends: [{upstream: headers, path: /}]\n"
+	_, err = config.Parse("t.yaml", []byte(yaml), envOf(nil))
+	ps := problemsOf(t, err)
+	if len(ps) != 1 || ps[0].Path != "upstreams.headers.URL" {
+		t.Errorf("want one duplicate at upstreams.headers.URL, got %v", ps)
+	}
 }

@@ -70,7 +70,8 @@ type Server struct {
 	// when finding the client IP (default none: the peer address is the client).
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
 
-	// TrustedPrefixes is TrustedProxies parsed (single IPs become /32 or /128).
+	// TrustedPrefixes is TrustedProxies parsed and normalised: single IPs
+	// become /32 or /128, IPv4-mapped IPv6 forms become IPv4.
 	TrustedPrefixes []netip.Prefix `mapstructure:"-"`
 }
 

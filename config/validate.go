@@ -92,13 +92,26 @@ func validateServer(cfg *Config, c *collector) {
 	s.TrustedPrefixes = nil
 	for i, tp := range s.TrustedProxies {
 		p := fmt.Sprintf("server.trusted_proxies[%d]", i)
-		if pfx, err := netip.ParsePrefix(tp); err == nil {
-			s.TrustedPrefixes = append(s.TrustedPrefixes, pfx.Masked())
-		} else if ip, err := netip.ParseAddr(tp); err == nil && ip.Zone() == "" {
-			s.TrustedPrefixes = append(s.TrustedPrefixes, netip.PrefixFrom(ip, ip.BitLen()))
-		} else {
-			c.add(p, "%q is not an IP address or CIDR (e.g. 10.0.0.7 or 10.0.0.0/8)", tp)
+		pfx, err := netip.ParsePrefix(tp)
+		if err != nil {
+			if ip, ipErr := netip.ParseAddr(tp); ipErr == nil && ip.Zone() == "" {
+				pfx, err = netip.PrefixFrom(ip, ip.BitLen()), nil
+			}
 		}
+		// An IPv4-mapped IPv6 form (::ffff:10.0.0.5) means the IPv4 address:
+		// peers are compared unmapped.
+		if err == nil && pfx.Addr().Is4In6() {
+			if pfx.Bits() < 96 {
+				err = fmt.Errorf("mapped prefix too wide")
+			} else {
+				pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
+			}
+		}
+		if err != nil {
+			c.add(p, "%q is not an IP address or CIDR (e.g. 10.0.0.7 or 10.0.0.0/8)", tp)
+			continue
+		}
+		s.TrustedPrefixes = append(s.TrustedPrefixes, pfx.Masked())
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, cfg.Log.Level) {
 		c.add("log.level", "%q is not a level: use debug, info, warn or error", cfg.Log.Level)

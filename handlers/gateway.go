@@ -96,7 +96,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	e.ContextWithFallback = true
 	e.ForwardedByClientIP = true
 	e.RemoteIPHeaders = []string{"X-Forwarded-For"}
-	if err := e.SetTrustedProxies(cfg.Server.TrustedProxies); err != nil {
+	trusted := make([]string, len(cfg.Server.TrustedPrefixes))
+	for i, p := range cfg.Server.TrustedPrefixes {
+		trusted[i] = p.String() // normalised: Gin mis-parses IPv4-mapped forms
+	}
+	if err := e.SetTrustedProxies(trusted); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
 	e.Use(g.recoverer, g.requestID, g.observe)

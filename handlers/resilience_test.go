@@ -95,6 +95,11 @@ func TestPerClientLimits(t *testing.T) {
 			{map[string]string{"X-Forwarded-For": "1.1.1.1"}, 429},
 			{map[string]string{"X-Forwarded-For": "9.9.9.9, 2.2.2.2"}, 429}, // spoofed left part changes nothing
 		}},
+		{"trusted proxy written in IPv4-mapped form", "{rps: 0.01, burst: 1, per: client}", `["::ffff:127.0.0.1"]`, []req{
+			{map[string]string{"X-Forwarded-For": "1.1.1.1"}, 200},
+			{map[string]string{"X-Forwarded-For": "2.2.2.2"}, 200},
+			{map[string]string{"X-Forwarded-For": "1.1.1.1"}, 429},
+		}},
 		{"global limit ignores clients", "{rps: 0.01, burst: 1}", "[127.0.0.1]", []req{
 			{map[string]string{"X-Forwarded-For": "1.1.1.1"}, 200},
 			{map[string]string{"X-Forwarded-For": "2.2.2.2"}, 429},
