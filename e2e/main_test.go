@@ -212,16 +212,6 @@ func (p *proc) Wait(timeout time.Duration) (code int, ok bool) {
 	}
 }
 
-// Exited reports whether the process has exited.
-func (p *proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // get requests a path on the main listener with the process's own client.
 func (p *proc) get(path string, hdr http.Header) (int, []byte, error) {
 	code, body, _, err := doGet(p.client, p.URL()+path, hdr)

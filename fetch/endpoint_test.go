@@ -77,7 +77,7 @@ func classifiesFailures(t *testing.T, client string) {
 	}{
 		{"5xx", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, "1s",
 			func(err error) bool { var se *fetch.StatusError; return errors.As(err, &se) && se.Code == 503 }},
-		{"redirect not followed", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/x", 301) }, "1s",
+		{"redirect not followed", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/x", http.StatusMovedPermanently) }, "1s",
 			func(err error) bool { var se *fetch.StatusError; return errors.As(err, &se) && se.Code == 301 }},
 		{"timeout", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, "100ms",
 			func(err error) bool { return errors.Is(err, fetch.ErrTimeout) }},
