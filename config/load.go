@@ -90,7 +90,7 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 	}
 	setDefaults(v, caseKept.upstreamLower)
 	settings := v.AllSettings()
-	applyEnv(settings, v, env)
+	applyEnv(settings, env)
 	restoreCase(settings, caseKept)
 	applyListDefaults(settings)
 
@@ -414,39 +414,82 @@ func setDefaults(v *viper.Viper, upstreams map[string]string) {
 // MANIFOLD_SERVER_ADDRESS ('-' in upstream names becomes '_' too).
 var envKey = strings.NewReplacer(".", "_", "-", "_")
 
-// applyEnv replaces every key viper knows (from the file or a default) with
-// its MANIFOLD_* override from env. A list-valued key (trusted_proxies) takes a
-// comma-separated value. Lists of maps (endpoints) are not addressable.
-func applyEnv(settings map[string]any, v *viper.Viper, env Getenv) {
-	for _, key := range v.AllKeys() {
-		if key == "endpoints" || strings.HasPrefix(key, "endpoints.") {
-			continue
+// applyEnv applies MANIFOLD_* overrides from env to every scalar key of the
+// schema: the upper-cased YAML path with '_' for '.', list indexes as
+// numbers and upstream names with '-' as '_' (MANIFOLD_SERVER_ADDRESS,
+// MANIFOLD_UPSTREAMS_USERS_URL, MANIFOLD_ENDPOINTS_0_TIMEOUT,
+// MANIFOLD_ENDPOINTS_0_BACKENDS_1_PATH). Upstreams and list entries must
+// exist in the file; a list of strings (trusted_proxies, allow, ...) takes a
+// comma-separated value; maps users name (headers, rename) are not
+// addressable. The candidate names are derived from the schema and the
+// file's shape, so only those variables are looked up.
+func applyEnv(settings map[string]any, env Getenv) {
+	e := envOverrides{env: env}
+	e.fields(reflect.TypeOf(Config{}), EnvPrefix, settings)
+}
+
+// envOverrides walks the schema alongside the decoded file.
+type envOverrides struct{ env Getenv }
+
+// fields visits every field of struct t, whose values live in node.
+func (e envOverrides) fields(t reflect.Type, name string, node map[string]any) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	for i := 0; i < t.NumField(); i++ {
+		tag := t.Field(i).Tag.Get("mapstructure")
+		if tag != "" && tag != "-" {
+			e.value(t.Field(i).Type, name+"_"+strings.ToUpper(tag), node, tag)
 		}
-		raw, ok := env(EnvPrefix + "_" + strings.ToUpper(envKey.Replace(key)))
-		if !ok {
-			continue
+	}
+}
+
+// value visits the value of type t kept under key in parent; name is its
+// environment variable.
+func (e envOverrides) value(t reflect.Type, name string, parent map[string]any, key string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == durationType || (t.Kind() != reflect.Struct && t.Kind() != reflect.Map && t.Kind() != reflect.Slice):
+		if raw, ok := e.env(name); ok {
+			parent[key] = raw
 		}
-		var val any = raw
-		if _, isList := v.Get(key).([]any); isList || key == "server.trusted_proxies" {
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		if raw, ok := e.env(name); ok {
 			items := []any{}
 			for _, item := range strings.Split(raw, ",") {
 				if item = strings.TrimSpace(item); item != "" {
 					items = append(items, item)
 				}
 			}
-			val = items
+			parent[key] = items
 		}
-		parts := strings.Split(key, ".")
-		m := settings
-		for _, p := range parts[:len(parts)-1] {
-			next, ok := m[p].(map[string]any)
-			if !ok {
-				next = map[string]any{}
-				m[p] = next
+	case t.Kind() == reflect.Slice: // endpoints, backends: the file's entries
+		list, _ := parent[key].([]any)
+		for i, elem := range list {
+			if m, ok := elem.(map[string]any); ok {
+				e.fields(t.Elem(), name+"_"+strconv.Itoa(i), m)
 			}
-			m = next
 		}
-		m[parts[len(parts)-1]] = val
+	case t.Kind() == reflect.Map && t.Elem().Kind() == reflect.String:
+		// headers, rename: names are the user's, not addressable.
+	case t.Kind() == reflect.Map: // upstreams: the file's names
+		named, _ := parent[key].(map[string]any)
+		for n, v := range named {
+			if m, ok := v.(map[string]any); ok {
+				e.fields(t.Elem(), name+"_"+strings.ToUpper(envKey.Replace(n)), m)
+			}
+		}
+	case t.Kind() == reflect.Struct:
+		child, ok := parent[key].(map[string]any)
+		if !ok {
+			child = map[string]any{} // kept only if a variable fills it
+		}
+		e.fields(t, name, child)
+		if len(child) > 0 {
+			parent[key] = child
+		}
 	}
 }
 

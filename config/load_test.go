@@ -843,6 +843,22 @@ endpoints:
 			}},
 		{"log level", map[string]string{"MANIFOLD_LOG_LEVEL": "debug"},
 			func(c *config.Config) (any, any) { return c.Log.Level, "debug" }},
+		{"endpoint in the list", map[string]string{"MANIFOLD_ENDPOINTS_0_TIMEOUT": "750ms"},
+			func(c *config.Config) (any, any) { return c.Endpoints[0].Timeout, 750 * time.Millisecond }},
+		{"backend in a nested list", map[string]string{"MANIFOLD_ENDPOINTS_0_BACKENDS_0_PATH": "/v2/users/{id}"},
+			func(c *config.Config) (any, any) { return c.Endpoints[0].Backends[0].Path, "/v2/users/{id}" }},
+		{"list of strings in a list entry", map[string]string{"MANIFOLD_ENDPOINTS_0_FORWARD_HEADERS": "Accept-Language, X-Tenant"},
+			func(c *config.Config) (any, any) {
+				return c.Endpoints[0].ForwardHeaders, []string{"Accept-Language", "X-Tenant"}
+			}},
+		{"block absent from the file", map[string]string{"MANIFOLD_ENDPOINTS_0_RATE_LIMIT_RPS": "5"},
+			func(c *config.Config) (any, any) {
+				return *c.Endpoints[0].RateLimit, config.RateLimit{RPS: 5, Burst: 20, Per: "global", ClientKey: "ip"}
+			}},
+		{"upstream key absent from the file", map[string]string{"MANIFOLD_UPSTREAMS_USER_SVC_TIMEOUT": "2s"},
+			func(c *config.Config) (any, any) { return c.Upstreams["user-svc"].Timeout, 2 * time.Second }},
+		{"index past the list is not addressable", map[string]string{"MANIFOLD_ENDPOINTS_1_PATH": "/x"},
+			func(c *config.Config) (any, any) { return len(c.Endpoints), 1 }},
 		{"unrelated variables are ignored", map[string]string{"MANIFOLD_NOPE": "x", "SERVER_ADDRESS": ":1"},
 			func(c *config.Config) (any, any) { return c.Server.Address, ":8081" }},
 	}
