@@ -43,8 +43,18 @@ func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.Hand
 			writeError(c, http.StatusRequestEntityTooLarge, "request body over the limit", nil)
 			return
 		}
-		if ep.NeedsBody && c.Request.Body != nil {
-			b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+		// A body no backend needs is still held to max_body_bytes when its
+		// length is not declared (chunked): it is read and dropped.
+		unsized := c.Request.ContentLength < 0 && c.Request.Body != nil && c.Request.Body != http.NoBody
+		if (ep.NeedsBody && c.Request.Body != nil) || unsized {
+			r := http.MaxBytesReader(c.Writer, c.Request.Body, maxBody)
+			var b []byte
+			var err error
+			if ep.NeedsBody {
+				b, err = io.ReadAll(r)
+			} else {
+				_, err = io.Copy(io.Discard, r)
+			}
 			var tooBig *http.MaxBytesError
 			switch {
 			case errors.As(err, &tooBig):

@@ -251,6 +251,8 @@ endpoints:
   - path: /e
     method: POST
     backends: [{upstream: u, path: /x, method: POST}]
+  - path: /g
+    backends: [{upstream: u, path: /x}]
 `, map[string]string{"u": upstream(t, rec.handler(`{}`))})
 	tests := []struct {
 		name, method, path, body string
@@ -269,6 +271,18 @@ endpoints:
 			a.errorOf(t)
 		})
 	}
+	t.Run("chunked body too large on a GET endpoint", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", base+"/g", io.MultiReader(strings.NewReader(strings.Repeat("y", 40))))
+		req.ContentLength = -1
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 413 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
 	t.Run("chunked body too large", func(t *testing.T) {
 		req, _ := http.NewRequest("POST", base+"/e", io.MultiReader(strings.NewReader(strings.Repeat("y", 40))))
 		req.ContentLength = -1
