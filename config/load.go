@@ -135,7 +135,7 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 				dupKey = p
 			}
 			if line, dup := seenKeys[dupKey]; dup {
-				c.add(p, "duplicate key %q (line %d and line %d); the first is ignored", k.Value, line, k.Line)
+				c.addBeside(p, "duplicate key %q (line %d and line %d); the first is ignored", k.Value, line, k.Line)
 				// Drop the earlier one, as YAML readers that allow duplicates
 				// do, so the rest of the file is still checked.
 				for j := 0; j < i; j += 2 {
@@ -234,6 +234,7 @@ type caseKeeper struct {
 func keptCase(root *yaml.Node, c *collector) *caseKeeper {
 	k := &caseKeeper{upstreamLower: map[string]string{}, headers: map[string]map[string]string{}, rename: map[[2]int]map[string]string{}}
 	if ups := mapValue(root, "upstreams"); ups != nil && ups.Kind == yaml.MappingNode {
+		envNames := map[string]string{}
 		for i := 0; i+1 < len(ups.Content); i += 2 {
 			name := ups.Content[i].Value
 			if strings.Contains(name, ".") {
@@ -247,6 +248,12 @@ func keptCase(root *yaml.Node, c *collector) *caseKeeper {
 				c.add("upstreams."+name, "upstream names %q and %q differ only in case; environment overrides could not tell them apart, rename one", prev, name)
 				continue
 			}
+			envName := envKey.Replace(lower)
+			if prev, dup := envNames[envName]; dup {
+				c.add("upstreams."+name, "upstream names %q and %q differ only by '-' and '_'; they would share environment variables (MANIFOLD_UPSTREAMS_%s_...), rename one", prev, name, strings.ToUpper(envName))
+				continue
+			}
+			envNames[envName] = name
 			k.upstreamLower[lower] = name
 			if h := mapValue(ups.Content[i+1], "headers"); h != nil {
 				k.headers[name] = stringMap(h, "upstreams."+name+".headers", c, true)

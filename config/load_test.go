@@ -1306,3 +1306,24 @@ func TestDuplicateDetectionFollowsNameRules(t *testing.T) {
 		t.Errorf("want one duplicate at upstreams.headers.URL, got %v", ps)
 	}
 }
+
+func TestDuplicateKeyAndItsValueAreBothReported(t *testing.T) {
+	t.Parallel()
+	yaml := "server:\n  read_timeout: 2s\n  read_timeout: 3\n" + withEndpoints(validEndpoint)
+	_, err := config.Parse("t.yaml", []byte(yaml), envOf(nil))
+	ps := problemsOf(t, err)
+	if len(ps) != 2 || ps[0].Path != "server.read_timeout" || ps[1].Path != "server.read_timeout" ||
+		!strings.Contains(ps[0].Message+ps[1].Message, "duplicate") || !strings.Contains(ps[0].Message+ps[1].Message, "not a duration") {
+		t.Fatalf("want the duplicate and the kept value's problem, got %v", ps)
+	}
+}
+
+func TestUpstreamNamesSharingEnvironmentVariables(t *testing.T) {
+	t.Parallel()
+	yaml := "upstreams:\n  user-api: {url: \"http://a.test\"}\n  user_api: {url: \"http://b.test\"}\nendpoints:\n  - path: /u\n    backends: [{upstream: user-api, path: /}]\n"
+	_, err := config.Parse("t.yaml", []byte(yaml), envOf(nil))
+	ps := problemsOf(t, err)
+	if len(ps) != 1 || ps[0].Path != "upstreams.user_api" || !strings.Contains(ps[0].Message, "MANIFOLD_UPSTREAMS_USER_API_") {
+		t.Fatalf("want one problem at upstreams.user_api naming the shared variables, got %v", ps)
+	}
+}

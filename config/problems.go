@@ -72,6 +72,12 @@ func (c *collector) add(path, format string, args ...any) {
 	c.list = append(c.list, Problem{File: c.file, Path: path, Message: fmt.Sprintf(format, args...), line: c.lineOf(path)})
 }
 
+// addBeside records a problem that does not speak for the value at path
+// (a duplicate key): problems about the value itself are still reported.
+func (c *collector) addBeside(path, format string, args ...any) {
+	c.list = append(c.list, Problem{File: c.file, Path: path, Message: fmt.Sprintf(format, args...), line: c.lineOf(path)})
+}
+
 // failed reports whether a problem was already recorded at path.
 func (c *collector) failed(path string) bool { return c.seen[path] }
 
