@@ -124,22 +124,13 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			p := joinPath(path, k.Value)
-			// Schema keys are read case-insensitively, so "timeout" and
-			// "Timeout" are the same key. Names users choose are compared
-			// exactly here (rename keys are case-sensitive JSON keys; upstream
-			// and header names that differ only in case get their own
-			// problem later).
-			exact := userNamed(path)
-			dupKey := strings.ToLower(p)
-			if exact {
-				dupKey = p
-			}
+			dupKey := p
 			if line, dup := seenKeys[dupKey]; dup {
 				c.addBeside(p, "duplicate key %q (line %d and line %d); the first is ignored", k.Value, line, k.Line)
 				// Drop the earlier one, as YAML readers that allow duplicates
 				// do, so the rest of the file is still checked.
 				for j := 0; j < i; j += 2 {
-					if prev := n.Content[j].Value; prev == k.Value || (!exact && strings.EqualFold(prev, k.Value)) {
+					if n.Content[j].Value == k.Value {
 						n.Content = append(n.Content[:j], n.Content[j+2:]...)
 						i -= 2
 						break
@@ -182,20 +173,6 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 	case yaml.AliasNode:
 		// Aliases point at nodes walked where they are defined.
 	}
-}
-
-// userNamed reports whether the keys of the mapping at path are names users
-// choose (upstream names, header names, rename keys) rather than schema keys.
-func userNamed(path string) bool {
-	switch {
-	case path == "upstreams":
-		return true
-	case strings.HasPrefix(path, "upstreams.") && strings.Count(path, ".") == 2:
-		return strings.HasSuffix(path, ".headers") // upstreams.NAME.headers (names have no '.')
-	case strings.HasPrefix(path, "endpoints["):
-		return strings.HasSuffix(path, "].rename") // endpoints[i].backends[j].rename
-	}
-	return false
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -736,9 +713,10 @@ func normalisePath(name string) string {
 
 // checkKeys reports every key of the file that the schema does not know,
 // at its YAML path, with the closest key of the same map as a suggestion. It
-// reads the YAML itself, so a key is caught even when its value is empty.
-// Schema keys match case-insensitively (as viper reads them); the maps whose
-// keys users name (upstreams, headers, rename) are not checked.
+// reads the YAML itself, so a key is caught even when its value is empty, and
+// case counts ("Timeout" is unknown: did you mean "timeout"?), although viper
+// would read it. The maps whose keys users name (upstreams, headers, rename)
+// are not checked.
 func checkKeys(n *yaml.Node, t reflect.Type, path string, c *collector) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -751,6 +729,10 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, c *collector) {
 			f, ok := fieldByTag(t, key)
 			if !ok {
 				c.add(p, "unknown key %q%s", key, suggest(key, t))
+				// Drop it, so viper (which folds case) cannot read "Timeout"
+				// as "timeout" and report the wrong line's value.
+				n.Content = append(n.Content[:i], n.Content[i+2:]...)
+				i -= 2
 				continue
 			}
 			if f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.String {
@@ -772,7 +754,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, c *collector) {
 func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if tag := f.Tag.Get("mapstructure"); tag != "" && tag != "-" && strings.EqualFold(tag, key) {
+		if tag := f.Tag.Get("mapstructure"); tag != "" && tag != "-" && tag == key {
 			return f, true
 		}
 	}

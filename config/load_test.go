@@ -1248,15 +1248,15 @@ func TestRenameAndStaticHeaderProblems(t *testing.T) {
 
 func TestDuplicateKeysHideNothing(t *testing.T) {
 	t.Parallel()
-	yaml := "server:\n  address: \":1\"\n  Address: \":2\"\n  read_timeout: 5\n" + withEndpoints(validEndpoint)
+	yaml := "server:\n  address: \":1\"\n  address: \":2\"\n  read_timeout: 5\n" + withEndpoints(validEndpoint)
 	_, err := config.Parse("t.yaml", []byte(yaml), envOf(nil))
 	ps := problemsOf(t, err)
 	var paths []string
 	for _, p := range ps {
 		paths = append(paths, p.Path)
 	}
-	if !slices.Contains(paths, "server.Address") || !slices.Contains(paths, "server.read_timeout") {
-		t.Fatalf("want the case-insensitive duplicate and the type problem after it, got %v", ps)
+	if !slices.Contains(paths, "server.address") || !slices.Contains(paths, "server.read_timeout") {
+		t.Fatalf("want the duplicate and the type problem after it, got %v", ps)
 	}
 }
 
@@ -1297,13 +1297,13 @@ func TestDuplicateDetectionFollowsNameRules(t *testing.T) {
 	if !strings.Contains(all, `upstreams.users.headers.X-A: duplicate key "X-A"`) {
 		t.Errorf("exact duplicate header not reported:\n%s", all)
 	}
-	// An upstream named "headers" still has case-insensitive schema keys.
+	// Schema keys are case-sensitive, also in an upstream named "headers".
 	yaml := "upstreams:\n  headers:\n    url: http://h.test\n    URL: http://i.test\n" +
 		"endpoints:\n  - path: /u\n    backends: [{upstream: headers, path: /}]\n"
 	_, err = config.Parse("t.yaml", []byte(yaml), envOf(nil))
 	ps := problemsOf(t, err)
-	if len(ps) != 1 || ps[0].Path != "upstreams.headers.URL" {
-		t.Errorf("want one duplicate at upstreams.headers.URL, got %v", ps)
+	if len(ps) != 1 || ps[0].Path != "upstreams.headers.URL" || !strings.Contains(ps[0].Message, `did you mean "url"`) {
+		t.Errorf("want one unknown key at upstreams.headers.URL, got %v", ps)
 	}
 }
 
