@@ -23,7 +23,6 @@ func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.Hand
 	ec := ep.Config
 	maxBody := g.cfg.Server.MaxBodyBytes
 	return func(c *gin.Context) {
-		c.Set(ctxRoute, ec.Path)
 		if limit != nil && !limit.allow(c) {
 			g.metrics.rateLimitRejected(ec.Path)
 			return
@@ -139,9 +138,10 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 	}
 	defer rel.Close()
 	resp := rel.Response
-	copyEndToEnd(c.Writer.Header(), resp.Header)
 	h := c.Writer.Header()
-	h[headerRequestID] = []string{c.GetString(ctxRequestID)}
+	id := h[headerRequestID]
+	copyEndToEnd(h, resp.Header)
+	h[headerRequestID] = id // ours, whatever the upstream sent
 	c.Writer.WriteHeader(resp.StatusCode)
 	buf := copyBuffers.Get().(*[]byte)
 	_, err = io.CopyBuffer(writerOnly{c.Writer}, rel.Body, *buf)
@@ -203,7 +203,7 @@ func (g *Gateway) logBackendFailure(c *gin.Context, ec *config.Endpoint, r *fetc
 		level = slog.LevelDebug
 	}
 	g.logger.LogAttrs(c.Request.Context(), level, "backend failed",
-		slog.String("request_id", c.GetString(ctxRequestID)),
+		slog.String("request_id", requestIDOf(c)),
 		slog.String("route", ec.Path),
 		slog.String("backend", r.Backend.Label),
 		slog.String("upstream", r.Backend.Upstream.Name),

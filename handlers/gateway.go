@@ -49,6 +49,7 @@ type Gateway struct {
 	engine    *gin.Engine
 	upstreams map[string]*fetch.Upstream
 	limits    map[string]*rateLimit // by "METHOD path"
+	routes    map[string]string     // router path (/a/:id) -> template (/a/{id})
 	logger    *slog.Logger
 	ready     *atomic.Bool
 	metrics   *Metrics
@@ -65,6 +66,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		cfg:       cfg,
 		upstreams: make(map[string]*fetch.Upstream, len(cfg.Upstreams)),
 		limits:    map[string]*rateLimit{},
+		routes:    map[string]string{},
 		logger:    logger,
 		ready:     opts.Ready,
 		metrics:   opts.Metrics,
@@ -137,6 +139,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		if limit != nil {
 			g.limits[key] = limit
 		}
+		g.routes[ec.Route] = ec.Path
 		e.Handle(ec.Method, ec.Route, g.endpointHandler(ep, limit))
 	}
 	g.engine = e
@@ -209,7 +212,7 @@ func (g *Gateway) recoverer(c *gin.Context) {
 		if r == http.ErrAbortHandler {
 			panic(r)
 		}
-		g.logger.Error("handler panic", "panic", fmt.Sprint(r), "request_id", c.GetString(ctxRequestID))
+		g.logger.Error("handler panic", "panic", fmt.Sprint(r), "request_id", requestIDOf(c))
 		if !c.Writer.Written() {
 			writeError(c, http.StatusInternalServerError, "internal error", nil)
 		}
@@ -230,13 +233,13 @@ func (g *Gateway) observe(c *gin.Context) {
 	c.Next()
 	took := time.Since(start)
 	status := c.Writer.Status()
-	route := c.GetString(ctxRoute)
-	if route == "" {
+	route, ok := g.routes[c.FullPath()]
+	if !ok {
 		route = c.FullPath() // ops routes; "" when nothing matched
 	}
 	completed := status < 400 && c.Writer.Header().Get(headerCompleted) != "false"
 	g.logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
-		slog.String("request_id", c.GetString(ctxRequestID)),
+		slog.String("request_id", requestIDOf(c)),
 		slog.String("method", c.Request.Method),
 		slog.String("route", route),
 		slog.Int("status", status),

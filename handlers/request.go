@@ -17,8 +17,6 @@ import (
 const (
 	headerRequestID = "X-Request-Id"
 	headerCompleted = "X-Manifold-Completed"
-	ctxRequestID    = "manifold.request_id"
-	ctxRoute        = "manifold.route"
 )
 
 // requestID keeps the client's X-Request-ID when it is sane (at most 128
@@ -29,9 +27,17 @@ func (g *Gateway) requestID(c *gin.Context) {
 	if !saneRequestID(id) {
 		id = newRequestID()
 	}
-	c.Set(ctxRequestID, id)
 	c.Writer.Header()[headerRequestID] = []string{id}
 	c.Next()
+}
+
+// requestIDOf is the request's ID, kept on the response header where
+// requestID put it (no per-request context map is needed).
+func requestIDOf(c *gin.Context) string {
+	if v := c.Writer.Header()[headerRequestID]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func saneRequestID(id string) bool {
@@ -72,18 +78,12 @@ func (g *Gateway) inbound(c *gin.Context, ec *config.Endpoint, params []string, 
 			h[k] = v
 		}
 	}
-	h[headerRequestID] = []string{c.GetString(ctxRequestID)}
-	if tp := r.Header.Get("Traceparent"); tp != "" && len(tp) <= 128 {
-		h["Traceparent"] = []string{tp}
-	}
-
 	peer := c.RemoteIP()
 	trusted := g.trusted(peer)
 	xff := peer
 	if prior := r.Header.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
 		xff = joinComma(prior) + ", " + peer
 	}
-	h["X-Forwarded-For"] = []string{xff}
 	host, proto := r.Host, "http"
 	if r.TLS != nil {
 		proto = "https"
@@ -96,8 +96,16 @@ func (g *Gateway) inbound(c *gin.Context, ec *config.Endpoint, params []string, 
 			proto = v
 		}
 	}
-	h["X-Forwarded-Host"] = []string{host}
-	h["X-Forwarded-Proto"] = []string{proto}
+	// One backing array for the single-valued headers: one allocation, not five.
+	vals := [5]string{requestIDOf(c), xff, host, proto}
+	h[headerRequestID] = vals[0:1:1]
+	h["X-Forwarded-For"] = vals[1:2:2]
+	h["X-Forwarded-Host"] = vals[2:3:3]
+	h["X-Forwarded-Proto"] = vals[3:4:4]
+	if tp := r.Header.Get("Traceparent"); tp != "" && len(tp) <= 128 {
+		vals[4] = tp
+		h["Traceparent"] = vals[4:5:5]
+	}
 
 	in := &fetch.Inbound{Params: params, Header: h, Body: body}
 	if body != nil {
