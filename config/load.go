@@ -95,7 +95,7 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 	applyListDefaults(settings)
 
 	// Pass 1, strict: every value of the wrong type is a problem at its path.
-	if err := decode(settings, &Config{}, strictHook, nil); err != nil {
+	if err := decode(settings, &Config{}, strictHook); err != nil {
 		collectDecodeErrors(c, err)
 	}
 	// Pass 2, lenient: a value of the wrong type is left zero and decoding goes
@@ -104,7 +104,7 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 	// bad value would otherwise hide the unknown keys and validation problems
 	// around it.
 	cfg := &Config{File: name}
-	_ = decode(settings, cfg, lenientHook, nil)
+	_ = decode(settings, cfg, lenientHook)
 	caseKept.apply(cfg)
 	validate(cfg, c)
 	if c.list != nil {
@@ -615,10 +615,10 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 	return data, nil
 }
 
-func decode(settings map[string]any, out *Config, hook mapstructure.DecodeHookFuncType, md *mapstructure.Metadata) error {
+// decode fills out from viper's settings through hook.
+func decode(settings map[string]any, out *Config, hook mapstructure.DecodeHookFuncType) error {
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		DecodeHook: hook,
-		Metadata:   md,
 		Result:     out,
 		TagName:    "mapstructure",
 	})

@@ -39,6 +39,22 @@ func newLeanClient(cfg *config.Upstream, idle int, dialTimeout time.Duration) *h
 	})
 }
 
+// newTransport builds the stdlib client of an upstream with client: stdlib:
+// an http.Transport with the same pool size and dial bounds as the lean
+// client, no environment proxies, HTTP/2 attempted for https.
+func newTransport(cfg *config.Upstream, idle int, dialTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		DialContext:            (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:      cfg.BaseURL.Scheme == "https",
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    idle,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    dialTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+}
+
 // leanRoundTrip makes one call through the lean client and presents the
 // answer as an *http.Response so the rest of fetch is client-agnostic.
 func (u *Upstream) leanRoundTrip(ctx context.Context, method, uri string, header http.Header, body []byte) (*http.Response, error) {

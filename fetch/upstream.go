@@ -34,11 +34,11 @@ type Upstream struct {
 	headers    http.Header // static headers, names as written
 	// hasUserAgent: a static header sets User-Agent, so Manifold's is not sent.
 	hasUserAgent bool
+	// Exactly one of transport and lean is set, by client: stdlib or lean.
 	// transport is used through RoundTrip, not an http.Client: no redirect
 	// is ever followed and no per-call header copy is made.
 	transport *http.Transport
-	// lean is Manifold's HTTP/1.1 client, used unless client: stdlib.
-	lean *h1.Client
+	lean      *h1.Client
 	// userAgent is UserAgent when the upstream was built, as a header value.
 	userAgent []string
 	logger    *slog.Logger
@@ -71,16 +71,6 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 		idle = cfg.MaxConcurrent
 	}
 	dialTimeout := min(cfg.Timeout, 5*time.Second)
-	t := &http.Transport{
-		DialContext:            (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:      cfg.BaseURL.Scheme == "https",
-		MaxIdleConns:           0,
-		MaxIdleConnsPerHost:    idle,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    dialTimeout,
-		ExpectContinueTimeout:  time.Second,
-		MaxResponseHeaderBytes: 64 << 10,
-	}
 	h := make(http.Header, len(cfg.Headers))
 	hasUA := false
 	for k, v := range cfg.Headers {
@@ -95,7 +85,6 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 		headers:      h,
 		hasUserAgent: hasUA,
 		userAgent:    []string{UserAgent},
-		transport:    t,
 		logger:       logger.With("upstream", cfg.Name),
 	}
 	for _, o := range opts {
@@ -105,7 +94,10 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 		u.slots = make(chan struct{}, cfg.MaxConcurrent)
 	}
 	u.breaker = u.newBreaker(cfg.CircuitBreaker)
-	if cfg.Client != "stdlib" {
+	// Only the client the upstream uses is built.
+	if cfg.Client == "stdlib" {
+		u.transport = newTransport(cfg, idle, dialTimeout)
+	} else {
 		u.lean = newLeanClient(cfg, idle, dialTimeout)
 	}
 	return u
@@ -120,7 +112,9 @@ func (u *Upstream) Config() *config.Upstream { return u.cfg }
 // flight on it cannot overwrite what its successor reports.
 func (u *Upstream) Close() {
 	u.closed.Store(true)
-	u.transport.CloseIdleConnections()
+	if u.transport != nil {
+		u.transport.CloseIdleConnections()
+	}
 	if u.lean != nil {
 		u.lean.CloseIdleConnections()
 	}
