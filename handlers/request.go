@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -82,7 +83,7 @@ func (g *Gateway) inbound(c *gin.Context, ec *config.Endpoint, params []string, 
 	trusted := g.trusted(peer)
 	xff := peer
 	if prior := r.Header.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
-		xff = joinComma(prior) + ", " + peer
+		xff = strings.Join(prior, ", ") + ", " + peer
 	}
 	host, proto := r.Host, "http"
 	if r.TLS != nil {
@@ -140,15 +141,4 @@ func (g *Gateway) trusted(peer string) bool {
 	}
 	ip = ip.Unmap()
 	return slices.ContainsFunc(g.cfg.Server.TrustedPrefixes, func(p netip.Prefix) bool { return p.Contains(ip) })
-}
-
-func joinComma(vs []string) string {
-	if len(vs) == 1 {
-		return vs[0]
-	}
-	out := vs[0]
-	for _, v := range vs[1:] {
-		out += ", " + v
-	}
-	return out
 }
