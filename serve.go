@@ -165,7 +165,7 @@ wait:
 	}
 
 	ready.Store(false) // from now on answers say Connection: close
-	if !waitOrSignal(time.After(s.DrainDelay), sigs) {
+	if _, ok := waitOrStop(time.After(s.DrainDelay), sigs); !ok {
 		logger.Warn(errForced.Error())
 		return errForced
 	}
@@ -181,38 +181,34 @@ wait:
 		}
 		done <- first
 	}()
-	for finished := false; !finished; {
-		select {
-		case err := <-done:
-			if err != nil {
-				return fmt.Errorf("in-flight requests did not finish within shutdown_timeout (%v): %w", s.ShutdownTimeout, err)
-			}
-			finished = true
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				continue // no reloads while draining
-			}
-			for _, s := range servers {
-				_ = s.Close()
-			}
-			<-done
-			logger.Warn(errForced.Error())
-			return errForced
+	err, ok := waitOrStop(done, sigs)
+	if !ok {
+		for _, s := range servers {
+			_ = s.Close()
 		}
+		<-done
+		logger.Warn(errForced.Error())
+		return errForced
+	}
+	if err != nil {
+		return fmt.Errorf("in-flight requests did not finish within shutdown_timeout (%v): %w", s.ShutdownTimeout, err)
 	}
 	logger.Info("stopped")
 	return nil
 }
 
-// waitOrSignal waits for c; it reports false if a signal came first.
-func waitOrSignal(c <-chan time.Time, sigs <-chan os.Signal) bool {
+// waitOrStop waits for a value from c; it reports false if a stop signal
+// (SIGTERM, SIGINT) came first. A SIGHUP is ignored: nothing reloads while
+// draining.
+func waitOrStop[T any](c <-chan T, sigs <-chan os.Signal) (T, bool) {
 	for {
 		select {
-		case <-c:
-			return true
+		case v := <-c:
+			return v, true
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
-				return false
+				var zero T
+				return zero, false
 			}
 		}
 	}
