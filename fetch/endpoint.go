@@ -33,6 +33,10 @@ type Backend struct {
 	Label string
 
 	sendsBody bool
+	// shadowed are the endpoint's forward_headers (canonical) that a static
+	// header of the upstream also names, in any spelling: send skips them,
+	// so the static value is the only one that goes out. Usually nil.
+	shadowed []string
 }
 
 // Endpoint is one configured endpoint compiled for serving: it fans a request
@@ -67,6 +71,7 @@ func NewEndpoint(cfg *config.Endpoint, upstreams map[string]*Upstream) (*Endpoin
 			Plan:      plan,
 			Label:     bc.Label,
 			sendsBody: bc.Method != http.MethodGet && bc.Method != http.MethodHead,
+			shadowed:  shadowedHeaders(cfg.ForwardHeaderKeys, u.cfg.Headers),
 		}
 		e.NeedsBody = e.NeedsBody || b.sendsBody
 		e.Passthrough = bc.Passthrough
@@ -344,6 +349,9 @@ func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, contex
 	}
 	header := make(http.Header, len(in.Header)+len(u.headers)+2)
 	for k, v := range in.Header {
+		if b.shadowed != nil && containsFold(b.shadowed, k) {
+			continue // a static header of the same name wins
+		}
 		header[k] = v
 	}
 	for k, v := range u.headers {

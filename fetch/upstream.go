@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,7 +32,7 @@ type Upstream struct {
 	cfg        *config.Upstream
 	origin     string      // scheme://host, for the stdlib client's URLs
 	pathPrefix string      // the URL's path prefix, escaped, no trailing slash
-	headers    http.Header // static headers, names as written
+	headers    http.Header // static headers, names as written (User-Agent aside, see NewUpstream)
 	// hasUserAgent: a static header sets User-Agent, so Manifold's is not sent.
 	hasUserAgent bool
 	// Exactly one of transport and lean is set, by client: stdlib or lean.
@@ -74,8 +75,16 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 	h := make(http.Header, len(cfg.Headers))
 	hasUA := false
 	for k, v := range cfg.Headers {
-		h[k] = []string{v} // as written: Go sends map keys verbatim
-		hasUA = hasUA || http.CanonicalHeaderKey(k) == "User-Agent"
+		if http.CanonicalHeaderKey(k) == "User-Agent" {
+			hasUA = true
+			if cfg.Client == "stdlib" {
+				// http.Transport writes User-Agent itself, read from the
+				// canonical key only: under any other spelling it would
+				// send its own Go-http-client/1.1 beside this one.
+				k = "User-Agent"
+			}
+		}
+		h[k] = []string{v} // as written: both clients send map keys verbatim
 	}
 	u := &Upstream{
 		Name:         cfg.Name,
@@ -145,6 +154,31 @@ func classify(parent, callCtx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
 	return fmt.Errorf("%w: %w", ErrConnect, err)
+}
+
+// shadowedHeaders returns the forwarded header keys that a static header
+// names too (header names compare case-insensitively), or nil.
+func shadowedHeaders(forward []string, static map[string]string) []string {
+	var out []string
+	for _, k := range forward {
+		for name := range static {
+			if strings.EqualFold(name, k) {
+				out = append(out, k)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// containsFold reports whether list holds name, compared case-insensitively.
+func containsFold(list []string, name string) bool {
+	for _, s := range list {
+		if strings.EqualFold(s, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func isTimeout(err error) bool {
