@@ -339,7 +339,7 @@ func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, contex
 		}
 	}
 	if timeout <= 0 {
-		return nil, nil, fmt.Errorf("%w: %w", ErrTimeout, errEndpointClipped)
+		return nil, nil, fmt.Errorf("%w: %w", ErrTimeout, errNoTimeLeft)
 	}
 	callCtx, cancel := context.WithTimeoutCause(ctx, timeout, cause)
 

@@ -13,16 +13,21 @@ import (
 	"github.com/manifold-gw/manifold/config"
 )
 
-// Why a timeout happened, recorded as the call context's cause: only a call
-// that had its upstream's whole timeout and still ran out says anything about
-// the upstream's health.
+// Why a timeout happened, recorded as the call context's cause and kept in
+// the error for the log. Both count for the circuit breaker (SPEC §4.6
+// excludes only 4xx answers and client cancellations): an upstream that
+// hangs past an endpoint deadline shorter than its own timeout is as
+// unhealthy as one that hangs past its own.
 var (
 	errOwnTimeout      = errors.New("upstream timeout elapsed")
 	errEndpointClipped = errors.New("endpoint deadline left less than the upstream timeout")
+	// errNoTimeLeft: the endpoint's deadline had (all but) passed before
+	// the call could be sent, so the upstream was never asked.
+	errNoTimeLeft = errors.New("no time left before the endpoint deadline to make the call")
 )
 
-// errNotCounted marks failures the circuit breaker must ignore: the client
-// left, or the endpoint's deadline (spent partly elsewhere) cut the call short.
+// errNotCounted marks outcomes the circuit breaker must ignore: the client
+// left, or the call was never sent.
 var errNotCounted = errors.New("not counted by the circuit breaker")
 
 // BreakerState is an upstream circuit breaker's state, numbered as the
@@ -96,8 +101,9 @@ func (u *Upstream) BreakerState() BreakerState {
 
 // breakerVerdict turns a call's outcome into what the breaker should
 // count: nil (success) for answers that prove the upstream healthy, 4xx and
-// 3xx included; errNotCounted for cancellations and clipped deadlines; the
-// error itself (a failure) otherwise.
+// 3xx included; errNotCounted for client cancellations and calls never
+// sent; the error itself (a failure) otherwise, every timeout included,
+// whichever deadline (the upstream's or the endpoint's) cut it.
 func breakerVerdict(err error) error {
 	var se *StatusError
 	switch {
@@ -108,7 +114,7 @@ func breakerVerdict(err error) error {
 			return err
 		}
 		return nil
-	case errors.Is(err, ErrCanceled), errors.Is(err, errEndpointClipped):
+	case errors.Is(err, ErrCanceled), errors.Is(err, errNoTimeLeft):
 		return errNotCounted
 	case errors.Is(err, ErrReshape):
 		return nil // the upstream answered; the shape is a contract matter

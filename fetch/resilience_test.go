@@ -199,32 +199,56 @@ endpoints: [{path: /e, timeout: 5s, backends: [{upstream: u, path: /}]}]
 	}
 }
 
-func TestBreakerIgnoresTimeoutsClippedByTheEndpoint(t *testing.T) {
-	// The upstream may take 1s but the endpoint allows 100ms: a cut call
-	// says nothing about the upstream and must not trip its breaker.
-	up := &switchable{}
-	up.status.Store(-1)
+// hanging is an upstream that never answers: each call waits until the
+// caller gives up or the test ends, and is counted.
+func hanging(t *testing.T) (hits *atomic.Int32, url string) {
+	hits = new(atomic.Int32)
+	release := make(chan struct{})
+	url = serve(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) }) // runs before the server closes
+	return hits, url
+}
+
+func TestBreakerCountsTimeoutsClippedByTheEndpoint(t *testing.T) {
+	// The upstream's timeout is the default 1s but the endpoint allows
+	// 150ms, so every call is cut by the endpoint's deadline. SPEC §4.6
+	// excludes only 4xx answers and client cancellations from the
+	// breaker's count: a hanging upstream must still open it.
+	hits, url := hanging(t)
 	eps, ups := endpoints(t, `
 upstreams:
-  u: {url: "{{u}}", timeout: 1s, circuit_breaker: {consecutive_failures: 1}}
-endpoints: [{path: /e, timeout: 100ms, backends: [{upstream: u, path: /}]}]
-`, map[string]string{"u": serve(t, up.handler)})
-	for range 2 {
+  u: {url: "{{u}}", circuit_breaker: {consecutive_failures: 5}}
+endpoints: [{path: /e, timeout: 150ms, backends: [{upstream: u, path: /}]}]
+`, map[string]string{"u": url})
+	for i := range 5 {
 		if err := eps[0].Fetch(context.Background(), inbound())[0].Err; !errors.Is(err, fetch.ErrTimeout) {
-			t.Fatalf("got %v", err)
+			t.Fatalf("call %d: got %v, want a timeout", i+1, err)
 		}
 	}
-	if s := ups["u"].BreakerState(); s != fetch.BreakerClosed {
-		t.Fatalf("clipped timeouts moved the breaker to %v", s)
+	if err := eps[0].Fetch(context.Background(), inbound())[0].Err; !errors.Is(err, fetch.ErrCircuitOpen) {
+		t.Fatalf("after 5 clipped timeouts: got %v (breaker %v), want circuit open", err, ups["u"].BreakerState())
 	}
-	// Its own timeout, fully spent, does count.
-	eps2, ups2 := endpoints(t, `
+	if n := hits.Load(); n != 5 {
+		t.Fatalf("upstream saw %d calls, want 5 (none once the breaker opened)", n)
+	}
+}
+
+func TestBreakerCountsItsOwnTimeouts(t *testing.T) {
+	// The upstream's own timeout, fully spent, counts as well.
+	_, url := hanging(t)
+	eps, ups := endpoints(t, `
 upstreams:
   u: {url: "{{u}}", timeout: 50ms, circuit_breaker: {consecutive_failures: 1}}
 endpoints: [{path: /e, timeout: 1s, backends: [{upstream: u, path: /}]}]
-`, map[string]string{"u": serve(t, up.handler)})
-	eps2[0].Fetch(context.Background(), inbound())
-	if s := ups2["u"].BreakerState(); s != fetch.BreakerOpen {
+`, map[string]string{"u": url})
+	eps[0].Fetch(context.Background(), inbound())
+	if s := ups["u"].BreakerState(); s != fetch.BreakerOpen {
 		t.Fatalf("an upstream timeout left the breaker %v, want open", s)
 	}
 }
@@ -386,5 +410,24 @@ endpoints: [{path: /e, timeout: 1s, backends: [{upstream: u, path: /, passthroug
 				t.Fatalf("status %d after %d tries, want %d after %d", rel.Response.StatusCode, hits.Load(), tt.wantStatus, tt.wantHits)
 			}
 		})
+	}
+}
+
+func TestBreakerIgnoresTriesNeverSent(t *testing.T) {
+	// A request whose deadline has already passed fails at once as a
+	// timeout without calling the upstream; that is not held against it.
+	hits, url := hanging(t)
+	eps, ups := endpoints(t, `
+upstreams:
+  u: {url: "{{u}}", circuit_breaker: {consecutive_failures: 1}}
+endpoints: [{path: /e, backends: [{upstream: u, path: /}]}]
+`, map[string]string{"u": url})
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if err := eps[0].Fetch(ctx, inbound())[0].Err; !errors.Is(err, fetch.ErrTimeout) {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	if s := ups["u"].BreakerState(); s != fetch.BreakerClosed || hits.Load() != 0 {
+		t.Fatalf("a try never sent: breaker %v, upstream saw %d calls", s, hits.Load())
 	}
 }
