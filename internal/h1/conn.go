@@ -31,6 +31,9 @@ type conn struct {
 	raw     net.Conn // the socket under nc; closing it stops any I/O
 	prober  *prober  // looks at raw while idle; nil if raw has no fd
 	isTLS   bool
+	sock    *tlsSocket // what the tls.Conn reads from (TLS only)
+	tls13   bool       // TLS 1.3 was negotiated
+	one     [1]byte    // scratch for tlsAlive
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	head    []byte // scratch for the response head, reused
@@ -86,39 +89,79 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		}
 		return newConn(c, nc, nc), nil
 	}
-	td := tls.Dialer{NetDialer: &c.dialer, Config: c.tlsConfig}
-	nc, err := td.DialContext(ctx, "tcp", c.opts.Addr)
+	// As tls.Dialer does, but with a tlsSocket between crypto/tls and the
+	// socket (see tlsAlive). DialTimeout bounds connecting and handshake.
+	hctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
+	defer cancel()
+	raw, err := c.dialer.DialContext(hctx, "tcp", c.opts.Addr)
 	if err != nil {
 		return nil, ctxErr(ctx, "dial", err, false)
 	}
-	tc := nc.(*tls.Conn)
-	if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
-		tc.NetConn().Close()
+	cfg := c.tlsConfig
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(c.opts.Addr)
+		if err != nil {
+			host = c.opts.Addr
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	sock := &tlsSocket{Conn: raw}
+	tc := tls.Client(sock, cfg)
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, ctxErr(ctx, "dial", err, false)
+	}
+	st := tc.ConnectionState()
+	if p := st.NegotiatedProtocol; p != "" && p != "http/1.1" {
+		raw.Close()
 		return nil, fmt.Errorf("h1: dial: server negotiated %q, not http/1.1", p)
 	}
-	pc := newConn(c, tc, tc.NetConn())
+	pc := newConn(c, tc, raw)
 	pc.isTLS = true
+	pc.tls13 = st.Version >= tls.VersionTLS13
+	pc.sock = sock
+	sock.prober = pc.prober
 	return pc, nil
 }
 
 // alive reports whether a pooled connection may carry a request. The read
-// buffer is empty (release saw to it); the probe looks at the socket.
+// buffer is empty (release saw to it). On plain TCP the probe looks at the
+// socket: anything there, bytes or the peer's close, means the connection
+// is finished (a 408, or the tail of an over-long response, read as the
+// next answer would be a desync).
 func (pc *conn) alive() bool {
-	if pc.prober == nil {
-		return true
+	if pc.isTLS {
+		return pc.tlsAlive()
 	}
-	switch pc.prober.probe() {
-	case probeEOF, probeError:
-		return false
-	case probeData:
-		// Plain TCP: the server said something unasked while the
-		// connection was idle (a 408, or the tail of an over-long
-		// response): reading it as the next answer would be a desync.
-		// TLS: the bytes may be a post-handshake message (session ticket)
-		// that crypto/tls consumes, so they prove nothing.
-		return pc.isTLS
-	}
-	return true
+	return pc.prober == nil || pc.prober.probe() == probeIdle
+}
+
+// tlsAlive is alive for TLS, where bytes in the socket prove nothing
+// either way: a TLS 1.3 server may send a post-handshake message at any
+// time (a NewSessionTicket, a KeyUpdate), which crypto/tls consumes without
+// returning a byte, and the connection is fine; an alert (close_notify, as
+// nginx sends when keepalive_timeout passes) or application data (a 408)
+// means it is finished. And crypto/tls may hold records it read off the
+// socket with the last answer, which no probe of the socket can see.
+//
+// So the check is a Read through the tls.Conn that must not block: in
+// check mode the tlsSocket under it fails a Read at once with errIdleCheck,
+// a temporary net.Error, when the socket holds nothing. crypto/tls passes a
+// temporary error up without marking the connection broken (and keeps any
+// partial record), so the connection stays usable. The connection is alive
+// only if that Read returns nothing but errIdleCheck (every record that was
+// there was consumed without application data, alert or error), the bytes
+// read so far end at a record boundary (no record is half-read inside
+// crypto/tls), and, below TLS 1.3, no byte was read at all (TLS 1.2 has no
+// post-handshake message a client accepts).
+func (pc *conn) tlsAlive() bool {
+	s := pc.sock
+	s.checking = true
+	s.checked = 0
+	n, err := pc.nc.Read(pc.one[:])
+	s.checking = false
+	return n == 0 && err == errIdleCheck && s.atBoundary() && (pc.tls13 || s.checked == 0)
 }
 
 // staleError marks a failure on a reused connection before any byte of the
