@@ -488,7 +488,7 @@ func applyListDefaults(settings map[string]any) {
 			continue
 		}
 		setIfAbsent(epm, "method", "GET")
-		setIfAbsent(epm, "timeout", "3s")
+		setIfAbsent(epm, "timeout", defaultEndpointTimeout.String())
 		if rl, ok := epm["rate_limit"].(map[string]any); ok {
 			setIfAbsent(rl, "rps", 100)
 			setIfAbsent(rl, "burst", 20)
@@ -503,6 +503,9 @@ func applyListDefaults(settings map[string]any) {
 		}
 	}
 }
+
+// defaultEndpointTimeout is endpoints[].timeout when the key is absent.
+const defaultEndpointTimeout = 3 * time.Second
 
 func setIfAbsent(m map[string]any, k string, v any) {
 	if _, ok := m[k]; !ok {

@@ -679,6 +679,42 @@ func TestNonPositiveTimeouts(t *testing.T) {
 	runProblemCases(t, cases)
 }
 
+// An endpoint whose timeout reaches server.write_timeout cannot answer: the
+// 504 (or a late success) is written after the connection's write deadline,
+// so the client gets an empty reply while the log says otherwise (#8 item 14).
+func TestEndpointTimeoutBelowWriteTimeout(t *testing.T) {
+	t.Parallel()
+	words := []string{"endpoints[0].timeout", "server.write_timeout", "empty reply", "lower", "raise"}
+	runProblemCases(t, []problemCase{
+		{name: "above", yaml: "server: {write_timeout: 5s}\n" + withEndpointKeys("    timeout: 10s\n"),
+			path: "endpoints[0].timeout", words: append([]string{"10s", "5s"}, words...)},
+		{name: "equal", yaml: "server: {write_timeout: 5s}\n" + withEndpointKeys("    timeout: 5s\n"),
+			path: "endpoints[0].timeout", words: append([]string{"5s"}, words...)},
+		{name: "default endpoint timeout above a short write_timeout", yaml: withTop("server: {write_timeout: 2s}\n"),
+			path: "endpoints[0].timeout", words: append([]string{"3s", "2s", "default"}, words...)},
+		{name: "write_timeout from the environment", yaml: withEndpointKeys("    timeout: 10s\n"),
+			env:  map[string]string{"MANIFOLD_SERVER_WRITE_TIMEOUT": "10s"},
+			path: "endpoints[0].timeout", words: words},
+		{name: "second endpoint only", yaml: "server: {write_timeout: 5s}\n" + withEndpoints(validEndpoint+
+			"  - path: /slow\n    timeout: 6s\n    backends: [{upstream: users, path: /x}]\n"),
+			path: "endpoints[1].timeout", words: []string{"endpoints[1].timeout", "server.write_timeout", "6s", "5s"}},
+	})
+	t.Run("below is valid", func(t *testing.T) {
+		t.Parallel()
+		cfg := mustLoad(t, "server: {write_timeout: 5s}\n"+withEndpointKeys("    timeout: 4999ms\n"), nil)
+		if got := cfg.Endpoints[0].Timeout; got != 4999*time.Millisecond {
+			t.Errorf("timeout = %v", got)
+		}
+	})
+	t.Run("a non-positive write_timeout is reported once, on its own key", func(t *testing.T) {
+		t.Parallel()
+		_, err := config.Parse("test.yaml", []byte(withTop("server: {write_timeout: 0s}\n")), envOf(nil))
+		if got := paths(problemsOf(t, err)); !slices.Equal(got, []string{"server.write_timeout"}) {
+			t.Errorf("problem paths = %q, want only server.write_timeout:\n%v", got, err)
+		}
+	})
+}
+
 func TestUpstreamURL(t *testing.T) {
 	t.Parallel()
 	var cases []problemCase

@@ -212,6 +212,7 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 		c.add(p+".method", "%q is not supported: use GET, POST, PUT, PATCH or DELETE", ep.Method)
 	}
 	positive(ep.Timeout > 0, p+".timeout", c)
+	checkWriteTimeout(cfg, ep, p, c)
 	switch {
 	case ep.Path == "":
 		c.add(p+".path", "is required, e.g. /api/profile/{id}")
@@ -317,6 +318,29 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 		}
 		labels[be.Label] = true
 	}
+}
+
+// checkWriteTimeout refuses an endpoint timeout that is not below
+// server.write_timeout. net/http sets a connection's write deadline to
+// write_timeout after the request headers are read, and the endpoint's
+// deadline starts later still (after the body is read); an answer written
+// at or after the endpoint deadline, the 504 included, would be cut at the
+// socket: the client would get an empty reply while the access log shows
+// the status the handler chose. Equal is refused too, since writing the
+// answer takes time after the deadline.
+func checkWriteTimeout(cfg *Config, ep *Endpoint, p string, c *collector) {
+	w := cfg.Server.WriteTimeout
+	if ep.Timeout <= 0 || w <= 0 || ep.Timeout < w {
+		return
+	}
+	which := ""
+	if _, inFile := c.lines[p+".timeout"]; !inFile && ep.Timeout == defaultEndpointTimeout {
+		which = " (the default: the key is not set)"
+	}
+	c.add(p+".timeout", "%v%s is not below server.write_timeout (%v): the answer is written after the endpoint deadline, "+
+		"and a response still being written at write_timeout is cut, leaving the client an empty reply; "+
+		"lower %s.timeout or raise server.write_timeout above it, with room to write the answer",
+		ep.Timeout, which, w, p)
 }
 
 func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *collector) {
