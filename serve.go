@@ -124,11 +124,7 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 			_ = srv.Close()
 			return fmt.Errorf("listen admin %s: %w", cfg.Admin.Address, err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics.Handler())
-		mux.HandleFunc("GET /__health", handlers.Health)
-		mux.Handle("GET /__ready", handlers.Readiness(ready))
-		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		admin := newAdminServer(cfg, metrics, ready, logger)
 		servers = append(servers, admin)
 		go func() { errc <- admin.Serve(aln) }()
 		logger.Info("admin listening", "address", aln.Addr().String())
@@ -195,6 +191,26 @@ wait:
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// newAdminServer builds the operations server (/metrics, /__health,
+// /__ready). It has the main listener's guards, server.read_header_timeout,
+// read_timeout, write_timeout and idle_timeout: the listener has no
+// authentication, so it must not hold idle or slow connections for ever.
+func newAdminServer(cfg *config.Config, metrics *handlers.Metrics, ready *atomic.Bool, logger *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler())
+	mux.HandleFunc("GET /__health", handlers.Health)
+	mux.Handle("GET /__ready", handlers.Readiness(ready))
+	s := cfg.Server
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: s.ReadHeaderTimeout,
+		ReadTimeout:       s.ReadTimeout,
+		WriteTimeout:      s.WriteTimeout,
+		IdleTimeout:       s.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // waitOrStop waits for a value from c; it reports false if a stop signal

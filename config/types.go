@@ -78,7 +78,9 @@ type Server struct {
 // Admin configures the operations listener.
 type Admin struct {
 	// Address is where /metrics, /__health and /__ready are served (default
-	// "127.0.0.1:9091"); "" disables the admin listener.
+	// "127.0.0.1:9091"); "" disables the admin listener. It has no
+	// authentication: keep it off public networks. It uses the server's
+	// read_header, read, write and idle timeouts.
 	Address string `mapstructure:"address"`
 }
 
