@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -47,11 +48,15 @@ type conn struct {
 	cancelWG    sync.WaitGroup // held while onCancel may still run
 	onCancelFn  func()         // pc.onCancel, bound once per connection
 	deadlineSet bool
-	broken      bool  // closed (or to be closed): never pooled
-	written     int64 // request bytes accepted by the socket, for retries
-	closeAfter  bool  // the request said Connection: close
-	lastReuse   bool  // what release decided (for tests and fuzzing)
+	broken      bool         // closed (or to be closed): never pooled
+	written     atomic.Int64 // request bytes the socket accepted (retries, endWrite)
+	closeAfter  bool         // the request said Connection: close
+	lastReuse   bool         // what release decided (for tests and fuzzing)
 	released    bool
+
+	// The body writer of a call with a large body (see roundTripLarge).
+	writing bool       // the writer runs (or ended, not yet waited for)
+	wdone   chan error // its result; made once per connection
 }
 
 func newConn(c *Client, nc, raw net.Conn) *conn {
@@ -76,7 +81,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // byte went out can be replayed whatever the method.
 func (pc *conn) write(p []byte) (int, error) {
 	n, err := pc.nc.Write(p)
-	pc.written += int64(n)
+	pc.written.Add(int64(n))
 	return n, err
 }
 
@@ -175,32 +180,182 @@ type staleError struct {
 func (e *staleError) Error() string { return e.err.Error() }
 func (e *staleError) Unwrap() error { return e.err }
 
+// syncBodyMax is the largest body written on the caller's goroutine, with
+// the head, in one flush before the response is read. Such a write does
+// not depend on the server reading: it fits the peer's receive window
+// (64 KiB and more on any current stack) with room to spare, so a server
+// that answers without reading the body is heard as soon as the flush
+// returns. A larger body is written while the response is read (see
+// roundTripLarge).
+const syncBodyMax = 16 << 10
+
+// earlyAnswerStall: after a final answer with keep-alive came before the
+// whole body was sent, the call lets the writer go on as long as it makes
+// progress, and stops it once no byte went out for this long (endWrite).
+const earlyAnswerStall = 100 * time.Millisecond
+
+// bodyChunk is the size of the writes of a large body, so that endWrite
+// sees its progress.
+const bodyChunk = 64 << 10
+
 // roundTrip runs one request on pc; pc is released (pooled or closed) by
 // the time the body ends, or before roundTrip returns an error.
 func (pc *conn) roundTrip(ctx context.Context, req *Request) (*Response, error) {
 	pc.watch(ctx)
-	pc.written = 0
+	pc.written.Store(0)
 	pc.closeAfter = false
 	pc.released = false
+	if len(req.Body) > syncBodyMax {
+		return pc.roundTripLarge(ctx, req)
+	}
 	if err := pc.writeRequest(req); err != nil {
-		err = pc.ioErr("write request", err)
-		pc.release(false)
-		if pc.reused && ctx.Err() == nil && isConnLoss(err) {
-			return nil, &staleError{err: err, nothingWritten: pc.written == 0}
-		}
-		return nil, err
+		return pc.writeFailed(ctx, req, err)
 	}
 	resp, gotBytes, err := readResponse(pc, req.Method)
 	if err != nil {
-		err = pc.ioErr("read response", err)
-		pc.release(false)
-		if !gotBytes && pc.reused && ctx.Err() == nil && isConnLoss(err) {
-			return nil, &staleError{err: err}
-		}
-		return nil, err
+		return nil, pc.readFailed(ctx, err, gotBytes, nil)
 	}
 	return resp, nil
 }
+
+// writeFailed ends a call whose one-flush write failed. If the server
+// closed or reset the connection after part of the request arrived, it may
+// have answered first (a 401 or 413 without reading the body): that answer
+// waits in the socket, and is read and returned (the connection is then
+// closed, not reused). Otherwise the write error is the call's.
+func (pc *conn) writeFailed(ctx context.Context, req *Request, err error) (*Response, error) {
+	werr := pc.ioErr("write request", err)
+	if pc.written.Load() > 0 && ctx.Err() == nil && isConnLoss(err) {
+		pc.broken = true
+		resp, gotBytes, rerr := readResponse(pc, req.Method)
+		if rerr == nil {
+			return resp, nil
+		}
+		if gotBytes {
+			pc.release(false)
+			return nil, pc.ioErr("read response", rerr)
+		}
+	}
+	pc.release(false)
+	if pc.reused && ctx.Err() == nil && isConnLoss(err) {
+		return nil, &staleError{err: werr, nothingWritten: pc.written.Load() == 0}
+	}
+	return nil, werr
+}
+
+// readFailed releases pc after the response could not be read and returns
+// the call's error. werr is the body writer's error (roundTripLarge), nil
+// if it succeeded or was stopped by the call.
+func (pc *conn) readFailed(ctx context.Context, err error, gotBytes bool, werr error) error {
+	err = pc.ioErr("read response", err)
+	pc.release(false)
+	if gotBytes || ctx.Err() != nil {
+		return err
+	}
+	if werr != nil && isConnLoss(werr) {
+		err = pc.ioErr("write request", werr) // the write failed first
+	}
+	if pc.reused && isConnLoss(err) {
+		return &staleError{err: err, nothingWritten: pc.written.Load() == 0}
+	}
+	return err
+}
+
+// roundTripLarge runs a request whose body may not fit the socket buffers.
+// Writing all of it before reading would not hear a server that answers
+// without reading the body (a 401 from an auth check, a 413): the write
+// blocks until the deadline, or fails when the server closes. So the body
+// is written by a goroutine of the call while the caller reads the
+// response; interim 1xx answers leave the writer alone. When a final answer
+// arrives, the writer is waited for (endWrite) before roundTrip returns: if
+// the body is not all out, the call stops it and the connection is not
+// reused. The goroutine never outlives the call.
+func (pc *conn) roundTripLarge(ctx context.Context, req *Request) (*Response, error) {
+	pc.writeHead(req)
+	if pc.wdone == nil {
+		pc.wdone = make(chan error, 1)
+	}
+	pc.writing = true
+	go pc.writeBody(req.Body)
+	resp, gotBytes, err := readResponse(pc, req.Method)
+	if err != nil {
+		werr := pc.endWrite(false)
+		return nil, pc.readFailed(ctx, err, gotBytes, werr)
+	}
+	if pc.writing { // readResponse did not release pc: the answer has a body
+		keep := false
+		if b, ok := resp.Body.(*body); ok {
+			keep = b.reuse
+		}
+		pc.endWrite(keep)
+	}
+	return resp, nil
+}
+
+func (pc *conn) writeBody(b []byte) {
+	var err error
+	for len(b) > 0 && err == nil {
+		n := min(len(b), bodyChunk)
+		_, err = pc.bw.Write(b[:n])
+		b = b[n:]
+	}
+	if err == nil {
+		err = pc.bw.Flush()
+	}
+	pc.wdone <- err
+}
+
+// endWrite waits for the body writer, if one runs, and returns its error.
+// A writer still busy means the server answered (or the call failed)
+// before the whole body was sent. After a final answer that keeps the
+// connection (drain), the server means to read the rest (nginx's return
+// and net/http's server answer first and drain after), so the writer goes
+// on while it makes progress; otherwise, or once it stalls for
+// earlyAnswerStall, it is stopped by an expired write deadline (reads,
+// such as of the answer's body, are not affected) and the connection is
+// marked broken: with the request cut short on the wire it is closed when
+// the call ends, never pooled.
+func (pc *conn) endWrite(drain bool) error {
+	if !pc.writing {
+		return nil
+	}
+	pc.writing = false
+	var err error
+	select {
+	case err = <-pc.wdone:
+	default:
+		finished := false
+		if drain {
+			t := time.NewTimer(earlyAnswerStall)
+			for last := pc.written.Load(); !finished; {
+				select {
+				case err = <-pc.wdone:
+					finished = true
+					continue
+				case <-t.C:
+				}
+				n := pc.written.Load()
+				if n == last {
+					break // stalled
+				}
+				last = n
+				t.Reset(earlyAnswerStall)
+			}
+			t.Stop()
+		}
+		if !finished {
+			pc.nc.SetWriteDeadline(aLongTimeAgo)
+			err = <-pc.wdone
+		}
+	}
+	if err != nil {
+		pc.broken = true
+	}
+	return err
+}
+
+// aLongTimeAgo is a deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // isConnLoss reports whether err says the peer closed or reset the
 // connection (not a timeout, not a parse error).
@@ -259,6 +414,9 @@ func (pc *conn) release(reuse bool) {
 		return
 	}
 	pc.released = true
+	if pc.writing {
+		pc.endWrite(reuse)
+	}
 	pc.unwatch()
 	reuse = reuse && !pc.broken && !pc.closeAfter && pc.br.Buffered() == 0
 	pc.lastReuse = reuse
@@ -313,6 +471,17 @@ func ctxErr(ctx context.Context, phase string, err error, deadlineSet bool) erro
 // writeRequest writes the whole request into the write buffer and flushes
 // once (a body larger than the buffer is written through).
 func (pc *conn) writeRequest(req *Request) error {
+	pc.writeHead(req)
+	if len(req.Body) > 0 {
+		pc.bw.Write(req.Body)
+	}
+	// On error the connection is closed, with whatever stayed buffered.
+	return pc.bw.Flush()
+}
+
+// writeHead writes the request line and header into the write buffer (a
+// write error stays in the bufio.Writer, for the flush to report).
+func (pc *conn) writeHead(req *Request) {
 	bw := pc.bw
 	host := req.Host
 	if host == "" && pc.client != nil {
@@ -349,11 +518,6 @@ func (pc *conn) writeRequest(req *Request) error {
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
-	if len(req.Body) > 0 {
-		bw.Write(req.Body)
-	}
-	// On error the connection is closed, with whatever stayed buffered.
-	return bw.Flush()
 }
 
 // methodWantsLength: RFC 9110 §8.6, a user agent should send
