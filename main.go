@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -103,6 +104,9 @@ func load(path string, stderr io.Writer) (*config.Config, bool) {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, p.String())
 		}
+		return nil, false
+	case errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintf(stderr, "%s: %v (write a config there, or name yours with -c FILE or MANIFOLD_CONFIG)\n", path, err)
 		return nil, false
 	case err != nil:
 		fmt.Fprintf(stderr, "%s: %v\n", path, err)
