@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -300,5 +301,38 @@ func TestEarlyAnswerSmallBody(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 || string(b) != "no" || err != nil {
 		t.Fatalf("got %d %q %v", resp.StatusCode, b, err)
+	}
+}
+
+// TestEarlyAnswerNetHTTPServer: net/http's server, with a handler that
+// answers 401 without reading the body. For a body it is willing to drain
+// (up to 256 KiB) it answers with keep-alive and drains after: the
+// connection is reused. For a larger one it answers with Connection: close:
+// the answer is returned at once.
+func TestEarlyAnswerNetHTTPServer(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "not today", http.StatusUnauthorized)
+	}))
+	conns := countConns(srv)
+	srv.Start()
+	defer srv.Close()
+	c := New(Options{Addr: srv.Listener.Addr().String()})
+	defer c.CloseIdleConnections()
+	for i := range 3 {
+		resp, body, err := do(t, c, &Request{Method: "POST", RequestURI: "/", Body: bigBody[:200<<10]})
+		if err != nil || resp.StatusCode != 401 || body != "not today\n" {
+			t.Fatalf("200 KiB POST %d: %v %q %v", i, resp, body, err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 3 drained POSTs, want 1", n)
+	}
+	start := time.Now()
+	resp, _, err := do(t, c, &Request{Method: "POST", RequestURI: "/", Body: bigBody})
+	if err != nil || resp.StatusCode != 401 {
+		t.Fatalf("8 MiB POST: %v %v", resp, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("401 took %v", d)
 	}
 }

@@ -188,3 +188,39 @@ func TestNginxTLSKeepAlive(t *testing.T) {
 		}
 	}
 }
+
+// TestNginxEarlyAnswer: nginx answers a body over client_max_body_size
+// with 413 (and Connection: close) before reading it, and the client
+// returns that answer at once; a body nginx's return answers before
+// draining it goes out whole, and the connection is reused.
+func TestNginxEarlyAnswer(t *testing.T) {
+	addr := startNginx(t, "    keepalive_timeout 60s;\n", `
+        client_max_body_size 1m;
+        location / { return 200 "ok"; }
+`)
+	c := New(Options{Addr: addr, TLS: clientTLS(t, 0)})
+	defer c.CloseIdleConnections()
+	start := time.Now()
+	resp, body, err := do(t, c, &Request{Method: "POST", RequestURI: "/", Body: bigBody})
+	if err != nil || resp.StatusCode != 413 {
+		t.Fatalf("8 MiB POST: %v %v", resp, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("413 took %v", d)
+	}
+	if !strings.Contains(body, "413") {
+		t.Fatalf("413 body %q", body)
+	}
+	dials := 0
+	for i := range 5 {
+		if c.idleCount() == 0 {
+			dials++
+		}
+		if _, body, err := do(t, c, &Request{Method: "POST", RequestURI: "/", Body: bigBody[:512<<10]}); err != nil || body != "ok" {
+			t.Fatalf("512 KiB POST %d: %q %v", i, body, err)
+		}
+	}
+	if dials != 1 {
+		t.Fatalf("%d connections for 5 POSTs of 512 KiB, want 1", dials)
+	}
+}
