@@ -52,7 +52,7 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 	if env == nil {
 		env = os.LookupEnv
 	}
-	c := &collector{file: name, lines: map[string]int{}}
+	c := &collector{file: name, pos: map[string]position{}}
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -138,13 +138,13 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 				}
 			}
 			seenKeys[dupKey] = k.Line
-			c.lines[p] = k.Line
+			c.pos[p] = position{k.Line, k.Column}
 			walkNode(val, p, c, env)
 		}
 	case yaml.SequenceNode:
 		for i, e := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			c.lines[p] = e.Line
+			c.pos[p] = position{e.Line, e.Column}
 			walkNode(e, p, c, env)
 		}
 	case yaml.ScalarNode:
@@ -188,6 +188,8 @@ func kindName(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.SequenceNode:
 		return "list"
+	case yaml.MappingNode:
+		return "map"
 	case yaml.ScalarNode:
 		if n.ShortTag() == "!!null" {
 			return "null (no value)"
@@ -731,7 +733,11 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, c *collector) {
 			p := joinPath(path, key)
 			f, ok := fieldByTag(t, key)
 			if !ok {
-				c.add(p, "unknown key %q%s", key, suggest(key, t))
+				if k := n.Content[i]; k.Kind != yaml.ScalarNode {
+					c.add(p, "a key must be a name, not a %s (line %d)", kindName(k), k.Line)
+				} else {
+					c.add(p, "unknown key %q%s", key, suggest(key, t))
+				}
 				// Drop it, so viper (which folds case) cannot read "Timeout"
 				// as "timeout" and report the wrong line's value.
 				n.Content = append(n.Content[:i], n.Content[i+2:]...)

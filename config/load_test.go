@@ -484,11 +484,10 @@ func runProblemCases(t *testing.T, cases []problemCase) {
 				if p.File != "test.yaml" {
 					t.Errorf("problem %q has File %q, want test.yaml", p.Path, p.File)
 				}
-				want := "test.yaml: " + p.Path + ": " + p.Message
 				if p.Path == "" {
-					want = "test.yaml: " + p.Message
+					t.Errorf("problem without a path: %#v", p)
 				}
-				if p.String() != want {
+				if want := "test.yaml: " + p.Path + ": " + p.Message; p.String() != want {
 					t.Errorf("String() = %q, want %q", p.String(), want)
 				}
 				if p.Path == tc.path && found == nil {
@@ -822,9 +821,13 @@ func TestOtherServerRules(t *testing.T) {
 func TestYAMLSyntax(t *testing.T) {
 	t.Parallel()
 	runProblemCases(t, []problemCase{
-		{name: "unclosed flow", yaml: "server: [\n", path: "", words: []string{"invalid YAML", "line 1"}},
-		{name: "bad indentation", yaml: "server:\n  address: \":1\"\n admin: x\n", path: "", words: []string{"invalid YAML"}},
-		{name: "list at the root", yaml: "- a\n- b\n", path: "", words: []string{"mapping", "list"}},
+		{name: "unclosed flow", yaml: "server: [\n", path: config.RootPath, words: []string{"invalid YAML", "line 1"}},
+		{name: "bad indentation", yaml: "server:\n  address: \":1\"\n admin: x\n", path: config.RootPath, words: []string{"invalid YAML", "line 2"}},
+		{name: "list at the root", yaml: "- a\n- b\n", path: config.RootPath, words: []string{"mapping", "list"}},
+		{name: "a single value at the root", yaml: "hello\n", path: config.RootPath, words: []string{"mapping", "single value"}},
+		{name: "empty key at the root", yaml: withTop(`"": 1` + "\n"), path: config.RootPath, words: []string{`unknown key ""`}},
+		{name: "newline in a key", yaml: withTop(`"serv\ner": 1` + "\n"), path: `serv\ner`, words: []string{`unknown key "serv\ner"`}},
+		{name: "control characters in a nested key", yaml: withTop(`server: {"a\rb\x00": 1}` + "\n"), path: `server.a\rb\x00`, words: []string{"unknown key"}},
 		{name: "duplicate key", yaml: "server:\n  address: \":1\"\n  address: \":2\"\n" + twoUpstreams + "endpoints:\n" + validEndpoint,
 			path: "server.address", words: []string{"duplicate", "line 2", "line 3"}},
 	})
@@ -1060,8 +1063,8 @@ endpoints:
 		"endpoints[0].rate_limit.per",
 		"endpoints[0].backends[0].path",
 		"endpoints[0].backends[1].upstream",
+		"endpoints[0].backends[2].group", // one line: in column order
 		"endpoints[0].backends[2].passthrough",
-		"endpoints[0].backends[2].group",
 		"endpoints[1].path",
 		"endpoints[1].expose_errors",
 		"endpoints[1].backends[0].upstream",

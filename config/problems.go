@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Problem is one thing wrong with a configuration file, located by its YAML
@@ -13,20 +16,31 @@ type Problem struct {
 	// File is the configuration file's path as the user gave it.
 	File string
 	// Path is the YAML path, e.g. endpoints[1].backends[0].upstream or
-	// upstreams.users.url; "" for the file as a whole.
+	// upstreams.users.url; RootPath for the file as a whole (a YAML syntax
+	// error, whose message gives the line, or a document that is not a
+	// mapping). It is never empty. Control characters in keys are escaped
+	// (a key "a\nb" is written a\nb), so a problem is always one line.
 	Path string
-	// Message says what is wrong and, where it can, how to fix it.
+	// Message says what is wrong and, where it can, how to fix it. It is one
+	// line: control characters are escaped as in Path.
 	Message string
 
-	line int // YAML line, for ordering; 0 when unknown
+	pos position // where in the file, for ordering; zero when unknown
 }
+
+// RootPath is the Path of a problem about the file as a whole.
+const RootPath = "(root)"
 
 // String renders the problem as "FILE: yaml.path: message".
 func (p Problem) String() string {
-	if p.Path == "" {
-		return fmt.Sprintf("%s: %s", p.File, p.Message)
-	}
 	return fmt.Sprintf("%s: %s: %s", p.File, p.Path, p.Message)
+}
+
+// position is a YAML line and column (both from 1).
+type position struct{ line, col int }
+
+func (a position) before(b position) bool {
+	return a.line < b.line || (a.line == b.line && a.col < b.col)
 }
 
 // Problems is every problem found in one file. It is the error Load returns
@@ -52,11 +66,15 @@ func (ps Problems) Is(target error) bool { return target == ErrInvalid }
 // collector gathers problems during one load; the first problem for a path
 // wins, and a problem under a path that already has one is dropped, so that a
 // value that failed to decode does not also fail validation.
+//
+// Paths inside the collector are raw ("" is the root, keys as written);
+// they are rendered (RootPath, control characters escaped) only in the
+// Problem, so lookups by path never depend on the rendering.
 type collector struct {
-	file  string
-	lines map[string]int
-	seen  map[string]bool
-	list  Problems
+	file string
+	pos  map[string]position // where each path's key or list item is
+	seen map[string]bool
+	list Problems
 }
 
 func (c *collector) add(path, format string, args ...any) {
@@ -69,26 +87,75 @@ func (c *collector) add(path, format string, args ...any) {
 		}
 	}
 	c.seen[path] = true
-	c.list = append(c.list, Problem{File: c.file, Path: path, Message: fmt.Sprintf(format, args...), line: c.lineOf(path)})
+	c.list = append(c.list, c.problem(path, fmt.Sprintf(format, args...)))
 }
 
 // addBeside records a problem that does not speak for the value at path
 // (a duplicate key): problems about the value itself are still reported.
 func (c *collector) addBeside(path, format string, args ...any) {
-	c.list = append(c.list, Problem{File: c.file, Path: path, Message: fmt.Sprintf(format, args...), line: c.lineOf(path)})
+	c.list = append(c.list, c.problem(path, fmt.Sprintf(format, args...)))
+}
+
+func (c *collector) problem(path, msg string) Problem {
+	shown := oneLine(path)
+	if path == "" {
+		shown = RootPath
+	}
+	return Problem{File: c.file, Path: shown, Message: oneLine(msg), pos: c.posOf(path)}
 }
 
 // failed reports whether a problem was already recorded at path.
 func (c *collector) failed(path string) bool { return c.seen[path] }
 
-// lineOf finds the YAML line of path or of its nearest ancestor in the file.
-func (c *collector) lineOf(path string) int {
+// inFile reports whether path itself (not only an ancestor) is in the file.
+func (c *collector) inFile(path string) bool {
+	_, ok := c.pos[path]
+	return ok
+}
+
+// posOf finds the position of path or of its nearest ancestor in the file.
+func (c *collector) posOf(path string) position {
 	for p := path; p != ""; p = parentPath(p) {
-		if l, ok := c.lines[p]; ok {
-			return l
+		if at, ok := c.pos[p]; ok {
+			return at
 		}
 	}
-	return 0
+	return position{}
+}
+
+// oneLine escapes control characters (newlines included), invalid UTF-8
+// and the Unicode line separators the way Go quotes them (\n, \x00,
+// \u2028), leaving everything else as it is.
+func oneLine(s string) string {
+	clean := true
+	for _, r := range s {
+		if unsafeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, w := 0, 0; i < len(s); i += w {
+		r, width := utf8.DecodeRuneInString(s[i:])
+		w = width
+		switch {
+		case r == utf8.RuneError && width == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unsafeRune(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+width])
+		}
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return r == utf8.RuneError || unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
 }
 
 func parentPath(p string) string {
@@ -99,12 +166,20 @@ func parentPath(p string) string {
 	return p[:i]
 }
 
-// result sorts the problems by their place in the file and returns them, or
-// nil when there are none.
+// result sorts the problems by their place in the file (line, then column,
+// then path, so that several problems on one line of a flow mapping come in
+// the same order every time, whatever order map iteration found them in) and
+// returns them, or nil when there are none.
 func (c *collector) result() error {
 	if len(c.list) == 0 {
 		return nil
 	}
-	sort.SliceStable(c.list, func(i, j int) bool { return c.list[i].line < c.list[j].line })
+	sort.SliceStable(c.list, func(i, j int) bool {
+		a, b := c.list[i], c.list[j]
+		if a.pos != b.pos {
+			return a.pos.before(b.pos)
+		}
+		return a.Path < b.Path
+	})
 	return c.list
 }

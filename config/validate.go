@@ -334,7 +334,7 @@ func checkWriteTimeout(cfg *Config, ep *Endpoint, p string, c *collector) {
 		return
 	}
 	which := ""
-	if _, inFile := c.lines[p+".timeout"]; !inFile && ep.Timeout == defaultEndpointTimeout {
+	if !c.inFile(p+".timeout") && ep.Timeout == defaultEndpointTimeout {
 		which = " (the default: the key is not set)"
 	}
 	c.add(p+".timeout", "%v%s is not below server.write_timeout (%v): the answer is written after the endpoint deadline, "+
