@@ -48,8 +48,10 @@ type mergeEntry struct {
 // at the position of its first appearance (with the key text first written
 // there), carrying the value of its last appearance, like assignment into an
 // ordered map. That also holds for a key repeated inside one upstream
-// object. Keys are compared after JSON unescaping, so "\u0061" and "a"
-// conflict. Group names are written JSON-escaped. No parts gives {}.
+// object. Keys are compared decoded as encoding/json decodes them, so
+// "\u0061" and "a" conflict, and so do two keys whose invalid UTF-8 both
+// decode to U+FFFD: a client never sees one key twice. Group names are
+// written JSON-escaped. No parts gives {}.
 //
 // Merge writes the structure compactly ({"k":v,...}) and copies values raw,
 // whitespace inside them included; a Group body keeps any duplicate keys it
@@ -84,7 +86,7 @@ func Merge(dst []byte, parts []Part) []byte {
 			entries = mergeAdd(entries, &index, mergeCollectionKey, `"`+mergeCollectionKey+`"`, body)
 		default:
 			gjson.Parse(body).ForEach(func(k, v gjson.Result) bool {
-				entries = mergeAdd(entries, &index, k.Str, k.Raw, v.Raw)
+				entries = mergeAdd(entries, &index, reshapeKey(k), k.Raw, v.Raw)
 				return true
 			})
 		}

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -49,7 +50,8 @@ const reshapeLinearMax = 8
 // Path syntax: segments are separated by '.', so keys that themselves
 // contain a '.' cannot be addressed by target, allow or deny. There are no
 // wildcards, array indexes or escapes: every other character is literal.
-// Segments are compared with upstream keys after JSON unescaping. When an
+// Segments are compared with upstream keys decoded as encoding/json decodes
+// them (unescaped; invalid UTF-8 and lone surrogates as U+FFFD). When an
 // object repeats a key, every occurrence is filtered alike, and target
 // descends into the last occurrence (last wins, as in Merge and in
 // encoding/json).
@@ -287,7 +289,7 @@ func (p *Plan) Apply(dst, raw []byte) ([]byte, error) {
 		}
 		var found gjson.Result
 		v.ForEach(func(k, val gjson.Result) bool {
-			if k.Str == seg {
+			if reshapeKey(k) == seg {
 				found = val // keep scanning: the last duplicate wins
 			}
 			return true
@@ -393,16 +395,17 @@ func (p *Plan) reshapeObjectPass(dst []byte, obj gjson.Result, allow, deny *resh
 	dst = append(dst, '{')
 	first := true
 	obj.ForEach(func(k, v gjson.Result) bool {
-		keep, ca, cd := reshapeDecide(k.Str, allow, deny)
+		key := reshapeKey(k)
+		keep, ca, cd := reshapeDecide(key, allow, deny)
 		if !keep {
 			return true
 		}
 		rawKey := k.Raw
 		if fired != nil {
-			if i := p.renameOldIndex(k.Str); i >= 0 {
+			if i := p.renameOldIndex(key); i >= 0 {
 				fired[i/64] |= 1 << (i % 64)
 				rawKey = p.renames[i].newRaw
-			} else if i := p.renameNewIndex(k.Str); i >= 0 {
+			} else if i := p.renameNewIndex(key); i >= 0 {
 				if fired[i/64]&(1<<(i%64)) != 0 {
 					return true // the renamed value wins
 				}
@@ -472,6 +475,34 @@ func (p *Plan) renameNewIndex(key string) int {
 		}
 	}
 	return -1
+}
+
+// reshapeKey returns an object key as encoding/json decodes it, which is
+// how keys are compared (with config names, and with each other in
+// Merge): a client decoding the answer must see the key that was meant.
+// For a plain ASCII key (the usual case) that is gjson's form as it is,
+// found by one scan. gjson keeps invalid UTF-8 bytes where encoding/json
+// turns each into U+FFFD; and rather than trust two unescapers to agree
+// in every corner, a key with escapes is decoded by encoding/json itself
+// (an allocation, for such keys only).
+func reshapeKey(k gjson.Result) string {
+	for i := 0; i < len(k.Raw); i++ {
+		if c := k.Raw[i]; c == '\\' || c >= utf8.RuneSelf {
+			return reshapeKeySlow(k)
+		}
+	}
+	return k.Str
+}
+
+func reshapeKeySlow(k gjson.Result) string {
+	if strings.IndexByte(k.Raw, '\\') < 0 && utf8.ValidString(k.Str) {
+		return k.Str
+	}
+	var s string
+	if err := json.Unmarshal([]byte(k.Raw), &s); err != nil {
+		return k.Str // not reached for validated input
+	}
+	return s
 }
 
 // reshapeStr views b as a string without copying. The caller must not
