@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/manifold-gw/manifold/config"
 	"github.com/manifold-gw/manifold/fetch"
@@ -80,28 +81,16 @@ func (g *Gateway) inbound(c *gin.Context, ec *config.Endpoint, params []string, 
 		}
 	}
 	peer := c.RemoteIP()
-	trusted := g.trusted(peer)
-	xff := peer
-	if prior := r.Header.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
-		xff = strings.Join(prior, ", ") + ", " + peer
-	}
-	host, proto := r.Host, "http"
-	if r.TLS != nil {
-		proto = "https"
-	}
-	if trusted {
-		if v := r.Header.Get("X-Forwarded-Host"); v != "" {
-			host = v
-		}
-		if v := r.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
-			proto = v
-		}
-	}
+	xf := xForwarded(peer, g.trusted(peer), r.Header, r.Host, r.TLS != nil)
 	// One backing array for the single-valued headers: one allocation, not five.
-	vals := [5]string{requestIDOf(c), xff, host, proto}
+	vals := [5]string{requestIDOf(c), xf.For, xf.Host, xf.Proto}
 	h[headerRequestID] = vals[0:1:1]
-	h["X-Forwarded-For"] = vals[1:2:2]
-	h["X-Forwarded-Host"] = vals[2:3:3]
+	if xf.For != "" {
+		h["X-Forwarded-For"] = vals[1:2:2]
+	}
+	if xf.Host != "" {
+		h["X-Forwarded-Host"] = vals[2:3:3]
+	}
 	h["X-Forwarded-Proto"] = vals[3:4:4]
 	if tp := r.Header.Get("Traceparent"); tp != "" && len(tp) <= 128 {
 		vals[4] = tp
@@ -128,6 +117,102 @@ func (g *Gateway) inbound(c *gin.Context, ec *config.Endpoint, params []string, 
 		in.Query = keep.Encode()
 	}
 	return in
+}
+
+// forwardedHeaders are the X-Forwarded-* values of the backend calls.
+type forwardedHeaders struct{ For, Host, Proto string }
+
+const (
+	// maxForwardedHops bounds the X-Forwarded-For entries kept from a trusted
+	// proxy's request (the right-most ones; the peer is added after them).
+	maxForwardedHops = 16
+	// maxForwardedHost bounds X-Forwarded-Host: a 253-byte DNS name and a
+	// port, ":65535".
+	maxForwardedHost = 260
+)
+
+// xForwarded computes the X-Forwarded-For, -Host and -Proto values sent
+// upstream from the peer address (Gin's RemoteIP), whether the peer is a
+// trusted proxy, the client's request headers, its Host and whether it came
+// over TLS. It is pure, and every value it returns is one line of printable
+// ASCII of bounded length:
+//
+//   - For is the peer in canonical form (zone dropped), after, when the peer
+//     is trusted, the entries of its X-Forwarded-For (all header lines, in
+//     order) read from the right while each is an IP address without port
+//     or zone, at most maxForwardedHops of them, each in canonical form. An
+//     entry that is not an IP ends the chain: it and everything left of it
+//     were written by the client, not by a proxy. For is "" only when the
+//     peer is not an IP (there is then no header).
+//   - Host is the trusted proxy's X-Forwarded-Host when it is a valid host
+//     of at most maxForwardedHost bytes, else the request's Host if that is
+//     (else "": no header).
+//   - Proto is the trusted proxy's X-Forwarded-Proto when it is http or
+//     https, else the scheme the request came in with.
+func xForwarded(peer string, trusted bool, hdr http.Header, host string, tls bool) forwardedHeaders {
+	var f forwardedHeaders
+	if a, err := netip.ParseAddr(peer); err == nil {
+		f.For = a.WithZone("").String()
+		if trusted {
+			f.For = forwardedChain(hdr.Values("X-Forwarded-For"), f.For)
+		}
+	}
+	f.Host = host
+	if v := hdr.Get("X-Forwarded-Host"); trusted && v != "" && saneHost(v) {
+		f.Host = v
+	} else if !saneHost(host) {
+		f.Host = ""
+	}
+	f.Proto = "http"
+	if tls {
+		f.Proto = "https"
+	}
+	if v := hdr.Get("X-Forwarded-Proto"); trusted && (v == "http" || v == "https") {
+		f.Proto = v
+	}
+	return f
+}
+
+// forwardedChain is the valid right-hand part of the X-Forwarded-For lines
+// prior, followed by peer (see xForwarded).
+func forwardedChain(prior []string, peer string) string {
+	var kept [maxForwardedHops]string
+	n := 0
+scan:
+	for i := len(prior) - 1; i >= 0; i-- {
+		line := prior[i]
+		for n < maxForwardedHops {
+			j := strings.LastIndexByte(line, ',')
+			a, err := netip.ParseAddr(strings.TrimSpace(line[j+1:])) // as Gin's ClientIP reads them
+			if err != nil || a.Zone() != "" {
+				break scan
+			}
+			kept[n] = a.String()
+			n++
+			if j < 0 {
+				continue scan
+			}
+			line = line[:j]
+		}
+		break
+	}
+	if n == 0 {
+		return peer
+	}
+	var b strings.Builder
+	for i := n - 1; i >= 0; i-- {
+		b.WriteString(kept[i])
+		b.WriteString(", ")
+	}
+	b.WriteString(peer)
+	return b.String()
+}
+
+// saneHost reports whether h is a Host value fit to forward: the bytes
+// net/http accepts in a Host header (no spaces or control characters), and
+// short.
+func saneHost(h string) bool {
+	return len(h) <= maxForwardedHost && httpguts.ValidHostHeader(h)
 }
 
 // trusted reports whether the peer address is one of server.trusted_proxies.
