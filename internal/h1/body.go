@@ -302,8 +302,9 @@ func (b *body) trailers(br *bufio.Reader) error {
 }
 
 // parseChunkSize parses "1*HEXDIG [ BWS ; chunk-ext ]": the size strictly
-// (no sign, no 0x, no spaces before it, no overflow), extensions tolerated
-// but free of control bytes.
+// (no sign, no 0x, no spaces before it, no overflow, at most 16 digits as
+// net/http allows, leading zeros included), extensions tolerated but free
+// of control bytes.
 func parseChunkSize(line []byte) (int64, error) {
 	var n int64
 	i := 0
@@ -319,6 +320,9 @@ func parseChunkSize(line []byte) (int64, error) {
 			d = c - 'A' + 10
 		default:
 			goto ext
+		}
+		if i == 16 {
+			return 0, malformed("chunk size of more than 16 hex digits")
 		}
 		if n > (1<<63-1)>>4 {
 			return 0, malformed("chunk size overflows")

@@ -102,6 +102,9 @@ func readResponse(pc *conn, method string) (resp *Response, gotBytes bool, err e
 		if length, err = parseContentLength(cl); err != nil {
 			return nil, true, err
 		}
+		if len(cl) > 1 {
+			h["Content-Length"] = cl[:1] // identical repeats: one value, as net/http keeps
+		}
 	}
 	closeTok, keepAliveTok := false, false
 	for _, v := range h["Connection"] {
