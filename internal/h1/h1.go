@@ -7,7 +7,10 @@
 // contexts and header copies). Client does the same work on the caller's
 // goroutine: the request is written with one flush, the response head is
 // parsed straight out of the connection's read buffer, and the connection,
-// with its buffers, goes back to the pool when the body ends.
+// with its buffers, goes back to the pool when the body ends. Only a
+// request body over 16 KiB is written by a goroutine of the call, while
+// the response is read, so that a server answering before it reads the
+// body (401, 413) is heard (see Request.Body).
 //
 // The client is deliberately strict, because a gateway that misreads where
 // one response ends and the next begins can hand one client's answer to
@@ -19,9 +22,20 @@
 //     (a bare LF is malformed);
 //   - Transfer-Encoding must be exactly "chunked", and never comes with
 //     Content-Length or in an HTTP/1.0 response;
+//   - a status line is exactly HTTP/1.x SP 3DIGIT [SP reason], the status
+//     100-599; no whitespace between a field name and its colon, no obs-fold
+//     (line folding), no control bytes in a reason phrase, field value or
+//     chunk extension; a Content-Length of at most 18 digits, a chunk size
+//     of at most 16 hex digits; a head within Options.MaxHeaderBytes;
 //   - a connection is pooled only if nothing beyond the response was
-//     buffered, and a pooled plain-TCP connection on which the server sent
-//     anything (or which it closed) while idle is discarded, not reused.
+//     buffered, and a pooled connection on which the server sent anything
+//     while idle (over TLS: anything but a post-handshake message such as
+//     a session ticket, so also a close_notify) or which it closed is
+//     discarded, not reused.
+//
+// Where both accept a response, the client and net/http.ReadResponse agree
+// on it, headers included (FuzzReadResponse checks this), except that the
+// client decodes a gzip body (ReadResponse leaves that to the Transport).
 //
 // What the client never does: follow redirects (a 3xx is returned as is),
 // send Accept-Encoding, speak HTTP/2, use proxies or read the environment.
@@ -31,7 +45,8 @@
 // context ends (cancel or deadline) the connection is closed at once, so the
 // upstream sees the call abandoned; the error then wraps the context's error.
 // No goroutine outlives Do or the body's end except, for a moment, the one
-// context.AfterFunc starts to close the connection, which Do and Body wait for.
+// context.AfterFunc starts to close the connection, which Do and Body wait
+// for; the writer of a large request body ends before Do returns.
 package h1
 
 import (
@@ -119,6 +134,15 @@ type Request struct {
 	Header http.Header
 	// Body is the request body, sent with Content-Length; nil means none.
 	// It is only read, so one slice may be shared by concurrent calls.
+	//
+	// A server may answer before it has read the body (401, 413): Do
+	// returns that final answer without waiting for the body to be
+	// written. If the answer keeps the connection open, the rest of the
+	// body still goes out as long as the server reads it (it means to
+	// drain it), within Do; if the answer closes the connection, or the
+	// server stops reading for 100 ms, the rest is not sent and the
+	// connection is closed after the answer, never reused. A 1xx interim
+	// answer does not stop the body.
 	Body []byte
 }
 
