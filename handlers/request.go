@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -80,6 +81,9 @@ func (g *Gateway) inbound(c *gin.Context, ec *config.Endpoint, params []string, 
 			h[k] = v
 		}
 	}
+	if conn := r.Header["Connection"]; len(conn) > 0 && len(h) > 0 {
+		dropConnectionNamed(h, conn)
+	}
 	peer := c.RemoteIP()
 	xf := xForwarded(peer, g.trusted(peer), r.Header, r.Host, r.TLS != nil)
 	// One backing array for the single-valued headers: one allocation, not five.
@@ -117,6 +121,29 @@ func (g *Gateway) inbound(c *gin.Context, ec *config.Endpoint, params []string, 
 		in.Query = keep.Encode()
 	}
 	return in
+}
+
+// dropConnectionNamed removes from h (the forwarded client headers) every
+// header the client's Connection header names: RFC 9110 §7.6.1 makes them
+// hop-by-hop, meant for the gateway's connection only, whatever
+// forward_headers says. Names compare case-insensitively; nothing is
+// allocated.
+func dropConnectionNamed(h http.Header, conn []string) {
+	for _, v := range conn {
+		for v != "" {
+			var name string
+			name, v, _ = strings.Cut(v, ",")
+			name = textproto.TrimString(name)
+			if name == "" {
+				continue
+			}
+			for k := range h {
+				if strings.EqualFold(k, name) {
+					delete(h, k)
+				}
+			}
+		}
+	}
 }
 
 // forwardedHeaders are the X-Forwarded-* values of the backend calls.
