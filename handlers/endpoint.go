@@ -42,10 +42,12 @@ func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.Hand
 			writeError(c, http.StatusRequestEntityTooLarge, "request body over the limit", nil)
 			return
 		}
-		// A body no backend needs is still held to max_body_bytes when its
-		// length is not declared (chunked): it is read and dropped.
-		unsized := c.Request.ContentLength < 0 && c.Request.Body != nil && c.Request.Body != http.NoBody
-		if (ep.NeedsBody && c.Request.Body != nil) || unsized {
+		// A body no backend needs is read and dropped too, under the same
+		// limit: an undeclared (chunked) length is held to max_body_bytes,
+		// and only once the body has been read does the server watch the
+		// connection, so that a client that leaves cancels the fan-out.
+		unneeded := c.Request.ContentLength != 0 && c.Request.Body != nil && c.Request.Body != http.NoBody
+		if (ep.NeedsBody && c.Request.Body != nil) || unneeded {
 			r := http.MaxBytesReader(c.Writer, c.Request.Body, maxBody)
 			var b []byte
 			var err error
