@@ -159,15 +159,26 @@ type Relayed struct {
 // body that broke off counts as a failure).
 func (r *Relayed) Close() {
 	outcome := r.outcome
-	if err := r.body.err; err != nil && err != io.EOF {
+	if err := r.Err(); err != nil {
 		outcome = err
-		if !errors.Is(err, ErrTooLarge) {
-			outcome = classify(r.ctx, r.callCtx, err)
-		}
 	}
 	r.Response.Body.Close()
 	r.finish(outcome)
 	r.cancel()
+}
+
+// Err classifies why reading Body stopped before its end: ErrTimeout,
+// ErrCanceled (the client left), ErrTooLarge or ErrConnect (the upstream
+// broke off). It is nil while the body reads cleanly and after it ended.
+func (r *Relayed) Err() error {
+	switch err := r.body.err; {
+	case err == nil, err == io.EOF:
+		return nil
+	case errors.Is(err, ErrTooLarge):
+		return err
+	default:
+		return classify(r.ctx, r.callCtx, err)
+	}
 }
 
 // Relay makes the single passthrough call and returns the answer for
@@ -196,8 +207,10 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 			}
 		}
 		if err == nil {
+			// The declared length is checked only where a body follows: a
+			// HEAD answer declares the length of a body it does not carry.
 			limit := u.cfg.MaxResponseBytes
-			if resp.ContentLength > limit {
+			if resp.ContentLength > limit && hasBody(b.Config.Method, resp.StatusCode) {
 				err = fmt.Errorf("%w: Content-Length %d over %d bytes", ErrTooLarge, resp.ContentLength, limit)
 				resp.Body.Close()
 				finish(err)
@@ -216,6 +229,12 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 			return nil, err
 		}
 	}
+}
+
+// hasBody reports whether an answer to method with status carries a body
+// (RFC 9112 §6.3): not to HEAD, and never with 1xx, 204 or 304.
+func hasBody(method string, status int) bool {
+	return method != http.MethodHead && status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 // cappedReader fails instead of silently truncating a body over its limit,

@@ -3,6 +3,7 @@ package handlers
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -144,20 +145,61 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 	id := h[headerRequestID]
 	copyEndToEnd(h, resp.Header)
 	h[headerRequestID] = id // ours, whatever the upstream sent
+	if ep.Backends[0].Config.Method == http.MethodHead {
+		// The upstream declared the length of a body it did not send; the
+		// client's answer (to a GET, POST...) has none.
+		delete(h, "Content-Length")
+	}
 	c.Writer.WriteHeader(resp.StatusCode)
+	if resp.ContentLength < 0 {
+		// A streamed answer (server-sent events, a long poll): the client
+		// gets the status line now, not with the first bytes.
+		c.Writer.Flush()
+	}
 	buf := copyBuffers.Get().(*[]byte)
-	_, err = io.CopyBuffer(writerOnly{c.Writer}, rel.Body, *buf)
+	werr := relayBody(c.Writer, rel.Body, *buf, resp.ContentLength)
 	copyBuffers.Put(buf)
-	r := fetch.Result{Backend: ep.Backends[0], Err: err, Status: resp.StatusCode, Duration: time.Since(start)}
-	if err == nil && resp.StatusCode >= 500 {
+	r := fetch.Result{Backend: ep.Backends[0], Status: resp.StatusCode, Duration: time.Since(start)}
+	switch {
+	case werr != nil:
+		// The client went away while its answer was being written.
+		r.Err = fmt.Errorf("%w: write to client: %w", fetch.ErrCanceled, werr)
+	case rel.Err() != nil:
+		r.Err = rel.Err()
+	case resp.StatusCode >= 500:
 		r.Err = &fetch.StatusError{Code: resp.StatusCode}
 	}
 	g.metrics.observeBackend(&r)
-	if err != nil {
+	if r.Err != nil && !errors.As(r.Err, new(*fetch.StatusError)) {
 		g.logBackendFailure(c, ep.Config, &r)
 		// The status line is gone: cutting the connection is the only
-		// honest way to tell the client the body is incomplete.
+		// honest way to tell the client the body is incomplete. observe
+		// still writes the access line and the request sample.
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// relayBody copies body to w as it arrives: every read that delivered data
+// is flushed to the client, so a streamed answer is not held back by
+// buffering, except the read that completes a body of known length (the end
+// of the handler flushes it, with no extra write). It returns the error of
+// a failed write (the client left); a failed read shows in body's own error.
+func relayBody(w gin.ResponseWriter, body io.Reader, buf []byte, length int64) error {
+	var sent int64
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			sent += int64(n)
+			if rerr == nil && sent != length {
+				w.Flush()
+			}
+		}
+		if rerr != nil {
+			return nil
+		}
 	}
 }
 
@@ -170,10 +212,6 @@ const maxPooledMerge = 256 << 10
 // copyBuffers recycles relay buffers: io.Copy would allocate 32 KiB per
 // passthrough request.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
-
-// writerOnly hides the ResponseWriter's ReadFrom so CopyBuffer uses the
-// pooled buffer rather than one of its own.
-type writerOnly struct{ io.Writer }
 
 // copyEndToEnd copies a relayed answer's headers into dst, less its
 // hop-by-hop headers (including any its Connection header names). Headers

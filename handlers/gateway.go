@@ -223,21 +223,35 @@ func (g *Gateway) recoverer(c *gin.Context) {
 
 // observe writes one access line per request with the fields operators
 // filter on, and the request metrics. The route is the template, never the
-// raw path, so neither log fields nor metric labels carry client input.
+// raw path, so neither log fields nor metric labels carry client input. It
+// does so from a deferred call, so that a response cut short on purpose
+// (http.ErrAbortHandler, e.g. a passthrough body that broke off) is counted
+// too: with the status that went out and completed=false.
 func (g *Gateway) observe(c *gin.Context) {
 	start := time.Now()
 	if g.metrics != nil {
 		g.metrics.inflight.Inc()
-		defer g.metrics.inflight.Dec()
 	}
+	aborted := true
+	defer func() {
+		if g.metrics != nil {
+			g.metrics.inflight.Dec()
+		}
+		g.access(c, start, aborted)
+	}()
 	c.Next()
+	aborted = false
+}
+
+// access writes the access line and the request sample of c.
+func (g *Gateway) access(c *gin.Context, start time.Time, aborted bool) {
 	took := time.Since(start)
 	status := c.Writer.Status()
 	route, ok := g.routes[c.FullPath()]
 	if !ok {
 		route = c.FullPath() // ops routes; "" when nothing matched
 	}
-	completed := status < 400 && c.Writer.Header().Get(headerCompleted) != "false"
+	completed := !aborted && status < 400 && c.Writer.Header().Get(headerCompleted) != "false"
 	g.logger.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
 		slog.String("request_id", requestIDOf(c)),
 		slog.String("method", c.Request.Method),
