@@ -46,7 +46,11 @@
 // upstream sees the call abandoned; the error then wraps the context's error.
 // No goroutine outlives Do or the body's end except, for a moment, the one
 // context.AfterFunc starts to close the connection, which Do and Body wait
-// for; the writer of a large request body ends before Do returns.
+// for; the writer of a large request body ends before Do returns; and a
+// dial that a call started but did not need (a released connection served
+// it first), which ends within DialTimeout and pools its connection (see
+// dial.go: such spare dials are bounded by MaxIdleConns and cancelled by
+// CloseIdleConnections).
 package h1
 
 import (
@@ -99,8 +103,11 @@ type Options struct {
 	// context bounds it too). Zero means DefaultDialTimeout.
 	DialTimeout time.Duration
 	// MaxIdleConns is how many idle connections are kept for reuse;
-	// connections released beyond it are closed. Zero means
-	// DefaultMaxIdleConns; a negative value disables pooling.
+	// connections released beyond it are closed. It also bounds the spare
+	// dials (started by calls that a released connection served first)
+	// plus the idle connections. Zero means DefaultMaxIdleConns; a
+	// negative value disables pooling (and every call waits for its own
+	// dial).
 	MaxIdleConns int
 	// IdleTimeout is how long a connection may sit idle before it is closed
 	// instead of reused (servers drop idle connections too, and a request
@@ -187,6 +194,9 @@ type Client struct {
 	idle       []*conn     // LIFO stack: idle[len-1] is the most recently used
 	sweep      *time.Timer // closes expired idle conns; created on first use
 	sweepArmed bool        // sweep will fire (or is firing)
+	waiters    []*want     // calls waiting for a connection, oldest first (dial.go)
+	dials      map[*dialing]struct{}
+	spare      int // dials in flight that no call waits for, not cancelled
 }
 
 // New returns a Client for o.Addr. It does not dial: connections are made
@@ -271,22 +281,9 @@ func (c *Client) CloseIdleConnections() {
 		c.sweep.Stop()
 	}
 	c.sweepArmed = false
+	c.cancelSpareDials()
 	c.mu.Unlock()
 	for _, pc := range idle {
-		pc.close()
-	}
-}
-
-// getConn returns a pooled connection that still looks usable, else dials.
-func (c *Client) getConn(ctx context.Context) (*conn, error) {
-	for {
-		pc := c.popIdle()
-		if pc == nil {
-			return c.dial(ctx)
-		}
-		if pc.alive() {
-			return pc, nil
-		}
 		pc.close()
 	}
 }
@@ -317,13 +314,20 @@ func (c *Client) popIdle() *conn {
 	return nil
 }
 
-// putIdle pools pc, or reports false when the pool is full.
+// putIdle hands pc to the longest waiting call (see dial.go), else pools
+// it, or reports false when the pool is full.
 func (c *Client) putIdle(pc *conn) bool {
 	if c.opts.MaxIdleConns < 0 {
 		return false
 	}
 	pc.idleAt = time.Now()
 	c.mu.Lock()
+	if len(c.waiters) > 0 {
+		w := c.popWaiter()
+		c.mu.Unlock()
+		w.ch <- dialResult{pc: pc}
+		return true
+	}
 	defer c.mu.Unlock()
 	if len(c.idle) >= c.opts.MaxIdleConns {
 		return false

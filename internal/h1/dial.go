@@ -1,0 +1,209 @@
+package h1
+
+import (
+	"context"
+	"fmt"
+)
+
+// A call that finds the pool empty dials, but takes whichever connection
+// comes first: its own dial's, another dial's, or one that a finishing call
+// releases meanwhile (net/http's Transport does the same). Without this, a
+// call that started a dial waits for that dial even while connections to
+// the same upstream are being released all around it, and a dial can be
+// slow for reasons that have nothing to do with the upstream's health: at a
+// cold start on a CPU-starved machine the accepting process may take tens of
+// milliseconds to answer a burst of SYNs, and the upstream's 300ms budget
+// ran out in connect while dozens of its connections sat idle.
+//
+// Each dial runs in a goroutine the Client owns, under a context of its own
+// bounded by DialTimeout. A dial whose caller was served otherwise goes on
+// only while its connection could still be pooled (such spare dials plus
+// the idle connections at most MaxIdleConns); beyond that, or when its
+// caller's context ends first, or on CloseIdleConnections, it is cancelled.
+// A finished dial hands its connection to the call that started it if that
+// call still waits (so every waiting call keeps a dial of its own in
+// flight), else to the longest waiting call, else pools it, else closes it. So no dial outlives DialTimeout, and their
+// number never exceeds the number of calls that started one.
+
+// want is a call waiting for a connection.
+type want struct {
+	ch   chan dialResult // buffered: a delivery never blocks
+	dial *dialing        // the dial the call started
+}
+
+type dialResult struct {
+	pc  *conn
+	err error
+}
+
+// dialing is one dial in flight.
+type dialing struct {
+	cancel    context.CancelFunc
+	owner     *want // the call that started it, nil once served or gone
+	cancelled bool
+}
+
+// getConn returns a pooled connection that still looks usable, else the
+// first connection that becomes available after it started a dial.
+func (c *Client) getConn(ctx context.Context) (*conn, error) {
+	for {
+		pc := c.popIdle()
+		if pc == nil {
+			break
+		}
+		if pc.alive() {
+			return pc, nil
+		}
+		pc.close()
+	}
+	if c.opts.MaxIdleConns < 0 {
+		// No pool, so no connection is ever released to a waiting call.
+		return c.dial(ctx)
+	}
+	w := &want{ch: make(chan dialResult, 1)}
+	dctx, cancel := context.WithTimeout(context.Background(), c.opts.DialTimeout)
+	d := &dialing{cancel: cancel, owner: w}
+	w.dial = d
+	c.mu.Lock()
+	c.waiters = append(c.waiters, w)
+	if c.dials == nil {
+		c.dials = make(map[*dialing]struct{})
+	}
+	c.dials[d] = struct{}{}
+	c.mu.Unlock()
+	go c.dialFor(dctx, d)
+
+	select {
+	case r := <-w.ch:
+		if r.err != nil {
+			return nil, r.err
+		}
+		c.mu.Lock()
+		c.orphan(d, false)
+		c.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			// Both at once: the connection is good, the call is over.
+			if !c.putIdle(r.pc) {
+				r.pc.close()
+			}
+			return nil, fmt.Errorf("h1: dial: %w", err)
+		}
+		return r.pc, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		waiting := c.removeWaiter(w)
+		c.orphan(d, true)
+		c.mu.Unlock()
+		if !waiting {
+			// A connection (or the dial's error) was delivered meanwhile.
+			if r := <-w.ch; r.pc != nil && !c.putIdle(r.pc) {
+				r.pc.close()
+			}
+		}
+		return nil, fmt.Errorf("h1: dial: %w", ctx.Err())
+	}
+}
+
+// orphan detaches d from the call that started it. A dial still in flight
+// goes on as a spare while its connection could be pooled, and is
+// cancelled otherwise or when abandon says the call gave up waiting (the
+// upstream is probably slow to accept: one more attempt helps nobody).
+// c.mu is held.
+func (c *Client) orphan(d *dialing, abandon bool) {
+	if d.owner == nil {
+		return
+	}
+	d.owner = nil
+	if _, inFlight := c.dials[d]; !inFlight {
+		return
+	}
+	if abandon || len(c.idle)+c.spare+1 > c.opts.MaxIdleConns {
+		d.cancelled = true
+		d.cancel()
+		return
+	}
+	c.spare++
+}
+
+// dialFor runs dial d and delivers its outcome: a connection to the call
+// that started it if it still waits, else to the longest waiting call, else
+// to the pool, else closed; an error to the call that started the dial, if
+// it still waits for it.
+func (c *Client) dialFor(ctx context.Context, d *dialing) {
+	pc, err := c.dial(ctx)
+	d.cancel()
+	c.mu.Lock()
+	delete(c.dials, d)
+	if d.owner == nil && !d.cancelled {
+		c.spare--
+	}
+	if err != nil {
+		var w *want
+		if d.owner != nil && c.removeWaiter(d.owner) {
+			w = d.owner
+		}
+		c.mu.Unlock()
+		if w != nil {
+			w.ch <- dialResult{err: err}
+		}
+		return
+	}
+	// The call that started the dial first, while it waits: so every
+	// waiting call keeps a dial of its own in flight.
+	var w *want
+	if d.owner != nil && c.removeWaiter(d.owner) {
+		w = d.owner
+	} else if len(c.waiters) > 0 {
+		w = c.popWaiter()
+	}
+	if w != nil {
+		c.mu.Unlock()
+		w.ch <- dialResult{pc: pc}
+		return
+	}
+	c.mu.Unlock()
+	if !c.putIdle(pc) {
+		pc.close()
+	}
+}
+
+// popWaiter takes the longest waiting call; c.mu is held and there is one.
+func (c *Client) popWaiter() *want {
+	w := c.waiters[0]
+	n := copy(c.waiters, c.waiters[1:])
+	c.waiters[n] = nil
+	c.waiters = c.waiters[:n]
+	return w
+}
+
+// removeWaiter takes w out of the queue and reports whether it was there
+// (false: something was delivered to it already). c.mu is held.
+func (c *Client) removeWaiter(w *want) bool {
+	for i, x := range c.waiters {
+		if x == w {
+			n := copy(c.waiters[i:], c.waiters[i+1:])
+			c.waiters[i+n] = nil
+			c.waiters = c.waiters[:i+n]
+			return true
+		}
+	}
+	return false
+}
+
+// cancelSpareDials cancels the dials no call waits for; c.mu is held.
+func (c *Client) cancelSpareDials() {
+	for d := range c.dials {
+		if d.owner == nil && !d.cancelled {
+			d.cancelled = true
+			d.cancel()
+			c.spare--
+		}
+	}
+}
+
+// dialCount reports the dials in flight (for tests).
+func (c *Client) dialCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.dials)
+}
