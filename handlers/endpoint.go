@@ -160,12 +160,12 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 	werr := relayBody(c.Writer, rel.Body, *buf, resp.ContentLength)
 	copyBuffers.Put(buf)
 	r := fetch.Result{Backend: ep.Backends[0], Status: resp.StatusCode, Duration: time.Since(start)}
-	switch {
+	switch rerr := rel.Err(); {
 	case werr != nil:
 		// The client went away while its answer was being written.
 		r.Err = fmt.Errorf("%w: write to client: %w", fetch.ErrCanceled, werr)
-	case rel.Err() != nil:
-		r.Err = rel.Err()
+	case rerr != nil:
+		r.Err = rerr
 	case resp.StatusCode >= 500:
 		r.Err = &fetch.StatusError{Code: resp.StatusCode}
 	}
