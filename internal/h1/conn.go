@@ -282,12 +282,11 @@ func (pc *conn) roundTripLarge(ctx context.Context, req *Request) (*Response, er
 		werr := pc.endWrite(false)
 		return nil, pc.readFailed(ctx, err, gotBytes, werr)
 	}
-	if pc.writing { // readResponse did not release pc: the answer has a body
-		keep := false
-		if b, ok := resp.Body.(*body); ok {
-			keep = b.reuse
-		}
-		pc.endWrite(keep)
+	// A bodiless answer was released by readResponse, writer ended: pc may
+	// already serve another call, so only an answer with a body still
+	// holding pc may touch it.
+	if b, ok := resp.Body.(*body); ok && b.pc == pc {
+		pc.endWrite(b.reuse)
 	}
 	return resp, nil
 }
@@ -346,6 +345,9 @@ func (pc *conn) endWrite(drain bool) error {
 		if !finished {
 			pc.nc.SetWriteDeadline(aLongTimeAgo)
 			err = <-pc.wdone
+			// Even if the writer just made it, the write deadline is now in
+			// the past: the connection must not be pooled.
+			pc.broken = true
 		}
 	}
 	if err != nil {

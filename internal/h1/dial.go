@@ -96,8 +96,11 @@ func (c *Client) getConn(ctx context.Context) (*conn, error) {
 		c.mu.Unlock()
 		if !waiting {
 			// A connection (or the dial's error) was delivered meanwhile.
-			if r := <-w.ch; r.pc != nil && !c.putIdle(r.pc) {
-				r.pc.close()
+			if r := <-w.ch; r.pc != nil {
+				r.pc.reused = true // back to the pool, as in dialFor
+				if !c.putIdle(r.pc) {
+					r.pc.close()
+				}
 			}
 		}
 		return nil, fmt.Errorf("h1: dial: %w", ctx.Err())
@@ -162,6 +165,7 @@ func (c *Client) dialFor(ctx context.Context, d *dialing) {
 		return
 	}
 	c.mu.Unlock()
+	pc.reused = true // pooled unused: the server may close it while idle, as any pooled one
 	if !c.putIdle(pc) {
 		pc.close()
 	}

@@ -3,6 +3,7 @@ package h1
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -262,4 +263,42 @@ func TestDialServesItsOwnCallerFirst(t *testing.T) {
 		t.Fatalf("first: %v", err)
 	}
 	waitFor(t, func() bool { return c.dialCount() == 0 })
+}
+
+// TestLargePostsShareAPoolOfOne: a large POST answered without a body (204)
+// releases its connection inside the read of the answer, and a call waiting
+// for a connection gets it at once; the first call must not touch the
+// connection after that (it used to read and stop the second call's body
+// writer: a data race, and the second body cut short on the wire).
+func TestLargePostsShareAPoolOfOne(t *testing.T) {
+	srv := newRawServer(t, serveEach(func(int, *http.Request) string {
+		return "HTTP/1.1 204 No Content\r\n\r\n"
+	}))
+	c := srv.client(t, Options{MaxIdleConns: 1})
+	body := make([]byte, 64<<10) // over the inline limit: written by a goroutine
+	var wg sync.WaitGroup
+	errs := make(chan error, 8*20)
+	for range 8 {
+		wg.Go(func() {
+			for range 20 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				resp, err := c.Do(ctx, &Request{Method: "POST", RequestURI: "/", Body: body})
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode != 204 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				cancel()
+				if err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("POST: %v", err)
+	}
 }
