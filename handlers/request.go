@@ -179,7 +179,12 @@ const (
 func xForwarded(peer string, trusted bool, hdr http.Header, host string, tls bool) forwardedHeaders {
 	var f forwardedHeaders
 	if a, err := netip.ParseAddr(peer); err == nil {
-		f.For = a.WithZone("").String()
+		// ParseAddr accepts IPv4 only in its one canonical form, so an IPv4
+		// peer is used as is (no allocation); IPv6 is canonicalised.
+		f.For = peer
+		if !a.Is4() {
+			f.For = a.WithZone("").String()
+		}
 		if trusted {
 			f.For = forwardedChain(hdr.Values("X-Forwarded-For"), f.For)
 		}
