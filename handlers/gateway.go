@@ -202,7 +202,9 @@ func (g *Gateway) readiness(c *gin.Context) { Readiness(g.ready)(c.Writer, c.Req
 
 // recoverer turns a panic in a handler into a 500 JSON error and a log line,
 // so one bad request never takes the process down. http.ErrAbortHandler is
-// re-raised: it is how a handler deliberately cuts a response short.
+// re-raised: it is how a handler deliberately cuts a response short. A
+// panic after the answer had begun is turned into one: ending it normally
+// would let the client take a truncated body (e.g. chunked) for a whole one.
 func (g *Gateway) recoverer(c *gin.Context) {
 	defer func() {
 		r := recover()
@@ -213,10 +215,10 @@ func (g *Gateway) recoverer(c *gin.Context) {
 			panic(r)
 		}
 		g.logger.Error("handler panic", "panic", fmt.Sprint(r), "request_id", requestIDOf(c))
-		if !c.Writer.Written() {
-			writeError(c, http.StatusInternalServerError, "internal error", nil)
+		if c.Writer.Written() {
+			panic(http.ErrAbortHandler)
 		}
-		c.Abort()
+		writeError(c, http.StatusInternalServerError, "internal error", nil)
 	}()
 	c.Next()
 }
@@ -224,29 +226,37 @@ func (g *Gateway) recoverer(c *gin.Context) {
 // observe writes one access line per request with the fields operators
 // filter on, and the request metrics. The route is the template, never the
 // raw path, so neither log fields nor metric labels carry client input. It
-// does so from a deferred call, so that a response cut short on purpose
-// (http.ErrAbortHandler, e.g. a passthrough body that broke off) is counted
-// too: with the status that went out and completed=false.
+// does so from a deferred call, so that a request that panics is counted
+// too, with completed=false: a response cut short on purpose
+// (http.ErrAbortHandler, e.g. a passthrough body that broke off) with the
+// status that went out, any other panic with the 500 recoverer answers when
+// nothing had been written yet. The panic then goes on to recoverer.
 func (g *Gateway) observe(c *gin.Context) {
 	start := time.Now()
 	if g.metrics != nil {
 		g.metrics.inflight.Inc()
 	}
-	aborted := true
 	defer func() {
+		p := recover()
 		if g.metrics != nil {
 			g.metrics.inflight.Dec()
 		}
-		g.access(c, start, aborted)
+		status := c.Writer.Status()
+		if p != nil && p != http.ErrAbortHandler && !c.Writer.Written() {
+			status = http.StatusInternalServerError // what recoverer will answer
+		}
+		g.access(c, start, status, p != nil)
+		if p != nil {
+			panic(p)
+		}
 	}()
 	c.Next()
-	aborted = false
 }
 
-// access writes the access line and the request sample of c.
-func (g *Gateway) access(c *gin.Context, start time.Time, aborted bool) {
+// access writes the access line and the request sample of c, answered with
+// status.
+func (g *Gateway) access(c *gin.Context, start time.Time, status int, aborted bool) {
 	took := time.Since(start)
-	status := c.Writer.Status()
 	route, ok := g.routes[c.FullPath()]
 	if !ok {
 		route = c.FullPath() // ops routes; "" when nothing matched
