@@ -313,43 +313,19 @@ endpoints:
 			io.WriteString(conn, "GET /raw HTTP/1.1\r\nHost: gw\r\n\r\n")
 			br := bufio.NewReader(conn)
 			// Status line, headers and the first bytes arrive while the
-			// upstream is still in the middle of its answer.
-			status, err := br.ReadString('\n')
-			if err != nil || !strings.HasPrefix(status, "HTTP/1.1 200") {
-				t.Fatalf("status line %q, %v: not relayed before the upstream broke off", status, err)
+			// upstream is still in the middle of its answer. (Errorf, not
+			// Fatalf: the checks below hold whatever the client saw.)
+			if err := readHeadAndFirstBytes(br); err != nil {
+				t.Errorf("%v: not relayed before the upstream broke off", err)
+				conn.Close()
+			} else {
+				tc.client(t, conn, br)
 			}
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					t.Fatalf("head: %v", err)
-				}
-				if line == "\r\n" {
-					break
-				}
-			}
-			first := make([]byte, len("first bytes;"))
-			if _, err := io.ReadFull(br, first); err != nil || string(first) != "first bytes;" {
-				t.Fatalf("first bytes %q, %v: not relayed as they arrived", first, err)
-			}
-			tc.client(t, conn, br)
 
-			waitFor(t, "the access line", func() bool { return len(logs.with("request")) > 0 })
+			// The backend sample and line come first, the access line last.
 			waitFor(t, "the backend sample", func() bool {
 				return len(scrape(t, m, `manifold_backend_requests_total{`)) > 0
 			})
-			access := logs.with("request")
-			if len(access) != 1 {
-				t.Fatalf("%d access lines, want 1", len(access))
-			}
-			if access[0].attrs["completed"] != "false" {
-				t.Errorf("access line completed=%s, want false", access[0].attrs["completed"])
-			}
-			if got := scrape(t, m, `manifold_requests_total{`); len(got) != 1 || !strings.HasSuffix(got[0], " 1") {
-				t.Errorf("request samples %v, want one", got)
-			}
-			if got := scrape(t, m, `manifold_request_duration_seconds_count{`); len(got) != 1 || !strings.HasSuffix(got[0], " 1") {
-				t.Errorf("duration samples %v, want one", got)
-			}
 			want := fmt.Sprintf(`manifold_backend_requests_total{outcome=%q,upstream="u"} 1`, tc.outcome)
 			if got := scrape(t, m, `manifold_backend_requests_total{`); !hasLine(got, want) {
 				t.Errorf("backend samples %v, want %s", got, want)
@@ -358,6 +334,44 @@ endpoints:
 			if len(failures) != 1 || failures[0].level != tc.level {
 				t.Errorf("backend failure lines %+v, want one at %v", failures, tc.level)
 			}
+
+			waitFor(t, "the access line", func() bool { return len(logs.with("request")) > 0 })
+			access := logs.with("request")
+			if len(access) != 1 {
+				t.Fatalf("%d access lines, want 1", len(access))
+			}
+			if a := access[0].attrs; a["completed"] != "false" || a["status"] != "200" {
+				t.Errorf("access line status=%s completed=%s, want 200 (the status that went out) and false", a["status"], a["completed"])
+			}
+			if got := scrape(t, m, `manifold_requests_total{`); len(got) != 1 || got[0] != `manifold_requests_total{code="200",endpoint="/raw",method="GET"} 1` {
+				t.Errorf("request samples %v, want one, code 200", got)
+			}
+			if got := scrape(t, m, `manifold_request_duration_seconds_count{`); len(got) != 1 || !strings.HasSuffix(got[0], " 1") {
+				t.Errorf("duration samples %v, want one", got)
+			}
 		})
 	}
+}
+
+// readHeadAndFirstBytes reads a 200 status line, the head and the body's
+// first bytes ("first bytes;").
+func readHeadAndFirstBytes(br *bufio.Reader) error {
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 200") {
+		return fmt.Errorf("status line %q, %v", status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("head: %w", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	first := make([]byte, len("first bytes;"))
+	if _, err := io.ReadFull(br, first); err != nil || string(first) != "first bytes;" {
+		return fmt.Errorf("first bytes %q, %v", first, err)
+	}
+	return nil
 }
