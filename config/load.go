@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -78,7 +79,11 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 
 	expanded, err := yaml.Marshal(root)
 	if err != nil {
-		return nil, fmt.Errorf("re-encode %s: %w", name, err)
+		// Only text that is not UTF-8 gets here: walkNode reported where.
+		if len(c.list) == 0 {
+			c.add("", "the file cannot be read as YAML text: %v", strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		return nil, c.result()
 	}
 	v := viper.New()
 	v.SetConfigType("yaml")
@@ -139,6 +144,10 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 			}
 			seenKeys[dupKey] = k.Line
 			c.pos[p] = position{k.Line, k.Column}
+			if !utf8.ValidString(k.Value) {
+				c.add(p, "the key is not valid UTF-8 text")
+				k.Value = strings.ToValidUTF8(k.Value, "\uFFFD")
+			}
 			walkNode(val, p, c, env)
 		}
 	case yaml.SequenceNode:
@@ -148,6 +157,7 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 			walkNode(e, p, c, env)
 		}
 	case yaml.ScalarNode:
+		defer checkUTF8(n, path, c)
 		if n.ShortTag() != "!!str" || !strings.Contains(n.Value, "${") {
 			return
 		}
@@ -172,6 +182,15 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 		})
 	case yaml.AliasNode:
 		// Aliases point at nodes walked where they are defined.
+	}
+}
+
+// checkUTF8 reports a scalar that is not UTF-8 (raw bytes in the file, or
+// a ${VAR} value) and makes it valid, so the rest of the file is checked.
+func checkUTF8(n *yaml.Node, path string, c *collector) {
+	if !utf8.ValidString(n.Value) {
+		c.add(path, "the value is not valid UTF-8 text")
+		n.Value = strings.ToValidUTF8(n.Value, "\uFFFD")
 	}
 }
 

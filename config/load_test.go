@@ -1366,3 +1366,14 @@ func TestUpstreamNamesSharingEnvironmentVariables(t *testing.T) {
 		t.Fatalf("want one problem at upstreams.user_api naming the shared variables, got %v", ps)
 	}
 }
+
+// A ${VAR} whose value is not UTF-8 is a problem at the value's path, not
+// a failure to re-encode the file (found by FuzzLoad).
+func TestEnvValueNotUTF8(t *testing.T) {
+	yaml := "upstreams:\n  u: {url: \"http://x\", headers: {X-Key: \"${KEY}\"}}\nendpoints:\n  - path: /p\n    backends: [{upstream: u, path: /}]\n"
+	_, err := config.Parse("test.yaml", []byte(yaml), envOf(map[string]string{"KEY": "a\xffb"}))
+	ps := problemsOf(t, err)
+	if len(ps) != 1 || !strings.Contains(ps[0].String(), "upstreams.u.headers.X-Key") || !strings.Contains(ps[0].String(), "UTF-8") {
+		t.Fatalf("problems = %v, want one about UTF-8 at upstreams.u.headers.X-Key", ps)
+	}
+}
