@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -219,12 +218,8 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return 
 // are kept unless the upstream sends the same end-to-end header.
 func copyEndToEnd(dst, src http.Header) {
 	var named []string
-	for _, v := range src["Connection"] {
-		for name := range strings.SplitSeq(v, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				named = append(named, http.CanonicalHeaderKey(name))
-			}
-		}
+	for name := range connectionNamed(src["Connection"]) {
+		named = append(named, http.CanonicalHeaderKey(name))
 	}
 	for k, vs := range src {
 		if config.IsHopByHop(k) || slices.Contains(named, k) {

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/hex"
+	"iter"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -126,20 +127,26 @@ func (g *Gateway) inbound(c *gin.Context, ec *config.Endpoint, params []string, 
 // dropConnectionNamed removes from h (the forwarded client headers) every
 // header the client's Connection header names: RFC 9110 §7.6.1 makes them
 // hop-by-hop, meant for the gateway's connection only, whatever
-// forward_headers says. Names compare case-insensitively; nothing is
-// allocated.
+// forward_headers says. Names compare case-insensitively.
 func dropConnectionNamed(h http.Header, conn []string) {
-	for _, v := range conn {
-		for v != "" {
-			var name string
-			name, v, _ = strings.Cut(v, ",")
-			name = textproto.TrimString(name)
-			if name == "" {
-				continue
+	for name := range connectionNamed(conn) {
+		for k := range h {
+			if strings.EqualFold(k, name) {
+				delete(h, k)
 			}
-			for k := range h {
-				if strings.EqualFold(k, name) {
-					delete(h, k)
+		}
+	}
+}
+
+// connectionNamed yields the header names a Connection header's values
+// list (comma-separated, whitespace trimmed, empty elements skipped), for
+// both directions: the client's request and a relayed upstream answer.
+func connectionNamed(conn []string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, v := range conn {
+			for name := range strings.SplitSeq(v, ",") {
+				if name = textproto.TrimString(name); name != "" && !yield(name) {
+					return
 				}
 			}
 		}
