@@ -7,7 +7,8 @@
 //	manifold [run] [-c FILE]   serve (config: -c, else $MANIFOLD_CONFIG, else ./config.yaml)
 //	manifold check [-c FILE]   validate the config and exit
 //	manifold health [-c FILE] [--url URL]  probe /__health (for container health checks)
-//	manifold version           print the version
+//	manifold version           print the version (also -v, --version)
+//	manifold help [COMMAND]    show help (also -h, --help)
 package main
 
 import (
@@ -18,9 +19,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
-
-	"github.com/spf13/pflag"
 
 	"github.com/manifold-gw/manifold/config"
 )
@@ -32,71 +32,193 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run is the whole CLI; it returns the exit code.
+// run is the whole CLI; it returns the exit code: 0 done, 1 failed, 2 a
+// usage error. Help goes to stdout, everything else that is not a result to
+// stderr.
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("manifold", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.StringP("config", "c", "", "config file (default $MANIFOLD_CONFIG, else ./config.yaml)")
-	healthURL := fs.String("url", "", "health: the URL to probe (default: /__health on the configured server.address)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: manifold [run|check|health|version] [-c FILE]\n\nFlags:\n%s", fs.FlagUsages())
+	name := commandName(args)
+	cmd, known := lookup(name)
+	if name == "" {
+		cmd, known = commands[0], true
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "manifold: %v\n", err)
-		fs.Usage()
+	if !known {
+		fmt.Fprintf(stderr, "manifold: unknown command %q%s\nRun \"manifold --help\" for the commands.\n", name, suggestCommand(name))
 		return 2
 	}
-	cmd := "run"
-	if fs.NArg() > 0 {
-		cmd = fs.Arg(0)
-	}
-	if fs.NArg() > 1 {
-		fmt.Fprintf(stderr, "manifold: unexpected argument %q\n", fs.Arg(1))
+	f := newFlags(cmd, name == "")
+	if err := f.set.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "manifold %s: %v\nRun \"manifold %s --help\" for usage.\n", cmd.name, err, cmd.name)
 		return 2
 	}
-	path := *cfgPath
-	if path == "" {
-		path = os.Getenv("MANIFOLD_CONFIG")
+	rest := f.set.Args()
+	if name != "" {
+		rest = rest[1:] // the command itself
 	}
-	if path == "" {
-		path = "config.yaml"
+	switch {
+	case f.help && name == "":
+		printOverview(stdout)
+		return 0
+	case f.help:
+		printHelp(stdout, cmd)
+		return 0
+	case f.version:
+		cmd, _ = lookup("version")
 	}
+	if cmd.name == "help" {
+		return help(rest, stdout, stderr)
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "manifold %s: unexpected argument %q\nRun \"manifold %s --help\" for usage.\n", cmd.name, rest[0], cmd.name)
+		return 2
+	}
+	src := configSource(f.config)
 
-	switch cmd {
+	switch cmd.name {
 	case "version":
 		fmt.Fprintf(stdout, "manifold %s\n", version)
 		return 0
 	case "check":
-		cfg, ok := load(path, stderr)
+		cfg, ok := load(src, stderr)
 		if !ok {
 			return 1
 		}
 		fmt.Fprintf(stdout, "%s: ok: %s, %s, listening on %s\n",
-			path, plural(len(cfg.Upstreams), "upstream"), plural(len(cfg.Endpoints), "endpoint"), cfg.Server.Address)
+			src.path, plural(len(cfg.Upstreams), "upstream"), plural(len(cfg.Endpoints), "endpoint"), cfg.Server.Address)
 		return 0
 	case "health":
-		return health(*healthURL, path, stdout, stderr)
-	case "run":
-		cfg, ok := load(path, stderr)
+		return health(f.url, src.path, stdout, stderr)
+	default: // run
+		cfg, ok := load(src, stderr)
 		if !ok {
 			return 1
 		}
-		if err := serve(path, cfg, stderr); err != nil {
+		if err := serve(src.path, cfg, stderr); err != nil {
 			fmt.Fprintf(stderr, "manifold: %v\n", err)
 			return 1
 		}
 		return 0
 	}
-	fmt.Fprintf(stderr, "manifold: unknown command %q\n", cmd)
-	fs.Usage()
+}
+
+// help is `manifold help [COMMAND]`.
+func help(args []string, stdout, stderr io.Writer) int {
+	switch len(args) {
+	case 0:
+		printOverview(stdout)
+		return 0
+	case 1:
+		if cmd, ok := lookup(args[0]); ok {
+			printHelp(stdout, cmd)
+			return 0
+		}
+		fmt.Fprintf(stderr, "manifold help: unknown command %q%s\nRun \"manifold --help\" for the commands.\n", args[0], suggestCommand(args[0]))
+	default:
+		fmt.Fprintf(stderr, "manifold help: unexpected argument %q\nRun \"manifold help --help\" for usage.\n", args[1])
+	}
 	return 2
 }
 
+// source is where the config file name came from, so that a missing file
+// can be reported with where Manifold looked.
+type source struct {
+	path string
+	from string // "-c", "MANIFOLD_CONFIG" or "default"
+}
+
+// configSource picks the config file: -c, else $MANIFOLD_CONFIG, else
+// ./config.yaml.
+func configSource(flag string) source {
+	if flag != "" {
+		return source{flag, "-c"}
+	}
+	if env := os.Getenv("MANIFOLD_CONFIG"); env != "" {
+		return source{env, "MANIFOLD_CONFIG"}
+	}
+	return source{"config.yaml", "default"}
+}
+
+// notFound explains a missing config file: the file Manifold read, where
+// that name came from, and how to name another.
+func (s source) notFound(err error) string {
+	var b strings.Builder
+	reason := err
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		reason = pe.Err
+	}
+	fmt.Fprintf(&b, "%s: cannot read the config file: %v\n", s.path, reason)
+	b.WriteString("  Manifold reads the first of:\n")
+	mark := func(from, what, state string) {
+		arrow := "  "
+		if s.from == from {
+			arrow = "->"
+		}
+		fmt.Fprintf(&b, "  %s %-18s %s\n", arrow, what, state)
+	}
+	switch s.from {
+	case "-c":
+		mark("-c", "-c/--config FILE", s.path+": not found")
+		mark("", "$MANIFOLD_CONFIG", "not read: -c wins")
+		mark("", "./config.yaml", "not read: -c wins")
+	case "MANIFOLD_CONFIG":
+		mark("", "-c/--config FILE", "not given")
+		mark("MANIFOLD_CONFIG", "$MANIFOLD_CONFIG", s.path+": not found")
+		mark("", "./config.yaml", "not read: $MANIFOLD_CONFIG wins")
+	default:
+		mark("", "-c/--config FILE", "not given")
+		mark("", "$MANIFOLD_CONFIG", "not set")
+		mark("default", "./config.yaml", "not found in "+workDir())
+	}
+	b.WriteString("  Name the file with -c FILE or MANIFOLD_CONFIG=FILE; \"manifold --help\" shows an example.\n")
+	return b.String()
+}
+
+// workDir is the working directory for messages, or "." when unknown.
+func workDir() string {
+	if wd, err := os.Getwd(); err == nil {
+		return wd
+	}
+	return "."
+}
+
+// suggestCommand is ", did you mean X?" for a near miss, else "".
+func suggestCommand(name string) string {
+	best, bestD := "", 3
+	for _, c := range commands {
+		if d := editDistance(name, c.name); d < bestD {
+			best, bestD = c.name, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance of two short strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // load reads the config, printing every problem (one per line) on failure.
-func load(path string, stderr io.Writer) (*config.Config, bool) {
+func load(src source, stderr io.Writer) (*config.Config, bool) {
+	path := src.path
 	cfg, err := config.Load(path, nil)
 	var problems config.Problems
 	switch {
@@ -106,7 +228,7 @@ func load(path string, stderr io.Writer) (*config.Config, bool) {
 		}
 		return nil, false
 	case errors.Is(err, fs.ErrNotExist):
-		fmt.Fprintf(stderr, "%s: %v (write a config there, or name yours with -c FILE or MANIFOLD_CONFIG)\n", path, err)
+		io.WriteString(stderr, src.notFound(err))
 		return nil, false
 	case err != nil:
 		fmt.Fprintf(stderr, "%s: %v\n", path, err)

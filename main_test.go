@@ -157,8 +157,15 @@ func TestCLI(t *testing.T) {
 		if code != 1 || stdout != "" {
 			t.Errorf("exit %d stdout %q, want 1 and nothing", code, stdout)
 		}
-		if !strings.HasPrefix(stderr, missing+": ") || !strings.Contains(stderr, "no such file") || strings.Count(stderr, "\n") != 1 {
-			t.Errorf("stderr = %q, want one line naming the file and the reason", stderr)
+		want := missing + `: cannot read the config file: no such file or directory
+  Manifold reads the first of:
+  -> -c/--config FILE   ` + missing + `: not found
+     $MANIFOLD_CONFIG   not read: -c wins
+     ./config.yaml      not read: -c wins
+  Name the file with -c FILE or MANIFOLD_CONFIG=FILE; "manifold --help" shows an example.
+`
+		if stderr != want {
+			t.Errorf("stderr:\n%s\nwant:\n%s", stderr, want)
 		}
 	})
 	t.Run("version", func(t *testing.T) {
@@ -175,12 +182,15 @@ func TestCLI(t *testing.T) {
 		code     int
 		inStderr []string
 	}{
-		{"unknown command", []string{"serve"}, 2, []string{`unknown command "serve"`, "Usage: manifold"}},
-		{"unknown command with file", []string{"chek", "-c", valid}, 2, []string{`"chek"`}},
-		{"extra argument", []string{"check", "extra"}, 2, []string{`unexpected argument "extra"`}},
-		{"unknown flag", []string{"check", "--nope"}, 2, []string{"--nope"}},
+		{"unknown command", []string{"serve"}, 2, []string{`manifold: unknown command "serve"`, `Run "manifold --help" for the commands.`}},
+		{"unknown command with file", []string{"chek", "-c", valid}, 2, []string{`unknown command "chek" (did you mean "check"?)`}},
+		{"extra argument", []string{"check", "extra"}, 2, []string{`manifold check: unexpected argument "extra"`, `Run "manifold check --help" for usage.`}},
+		{"unknown flag", []string{"check", "--nope"}, 2, []string{"manifold check: unknown flag: --nope"}},
+		{"flag of another command", []string{"check", "--url", "http://x"}, 2, []string{"manifold check: unknown flag: --url"}},
+		{"version is not a check flag", []string{"check", "-v"}, 2, []string{"manifold check: unknown shorthand flag: 'v'"}},
 		{"flag without value", []string{"check", "-c"}, 2, []string{"argument"}},
-		{"help", []string{"-h"}, 0, []string{"Usage: manifold", "--config"}},
+		{"help for an unknown command", []string{"help", "serve"}, 2, []string{`manifold help: unknown command "serve"`}},
+		{"help takes one command", []string{"help", "check", "run"}, 2, []string{`manifold help: unexpected argument "run"`}},
 	}
 	for _, tc := range usage {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,6 +259,42 @@ func TestCLIEnvironment(t *testing.T) {
 			t.Errorf("exit %d, want 1", code)
 		}
 		checkProblemLines(t, stderr, broken)
+	})
+	t.Run("a missing MANIFOLD_CONFIG is named as the source", func(t *testing.T) {
+		missing := filepath.Join(dir, "gone.yaml")
+		t.Setenv("MANIFOLD_CONFIG", missing)
+		code, _, stderr := runCLI("check")
+		want := missing + `: cannot read the config file: no such file or directory
+  Manifold reads the first of:
+     -c/--config FILE   not given
+  -> $MANIFOLD_CONFIG   ` + missing + `: not found
+     ./config.yaml      not read: $MANIFOLD_CONFIG wins
+  Name the file with -c FILE or MANIFOLD_CONFIG=FILE; "manifold --help" shows an example.
+`
+		if code != 1 || stderr != want {
+			t.Errorf("exit %d stderr:\n%s\nwant 1 and:\n%s", code, stderr, want)
+		}
+	})
+	t.Run("no ./config.yaml says where it looked", func(t *testing.T) {
+		d := t.TempDir()
+		t.Chdir(d)
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{}, {"run"}, {"check"}} {
+			code, stdout, stderr := runCLI(args...)
+			want := `config.yaml: cannot read the config file: no such file or directory
+  Manifold reads the first of:
+     -c/--config FILE   not given
+     $MANIFOLD_CONFIG   not set
+  -> ./config.yaml      not found in ` + wd + `
+  Name the file with -c FILE or MANIFOLD_CONFIG=FILE; "manifold --help" shows an example.
+`
+			if code != 1 || stdout != "" || stderr != want {
+				t.Errorf("%q: exit %d stdout %q stderr:\n%s\nwant 1 and:\n%s", args, code, stdout, stderr, want)
+			}
+		}
 	})
 	t.Run("-c beats MANIFOLD_CONFIG", func(t *testing.T) {
 		t.Setenv("MANIFOLD_CONFIG", broken)
