@@ -243,7 +243,7 @@ func (g *Gateway) logBackendFailure(c *gin.Context, ec *config.Endpoint, r *fetc
 		slog.String("backend", r.Backend.Label),
 		slog.String("upstream", r.Backend.Upstream.Name),
 		slog.String("reason", fetch.Reason(r.Err)),
-		slog.Duration("duration", r.Duration),
+		slog.Float64("duration", r.Duration.Seconds()),
 		slog.String("error", r.Err.Error()),
 	)
 }

@@ -267,7 +267,7 @@ func (g *Gateway) access(c *gin.Context, start time.Time, status int, aborted bo
 		slog.String("method", c.Request.Method),
 		slog.String("route", route),
 		slog.Int("status", status),
-		slog.Duration("duration", took),
+		slog.Float64("duration", took.Seconds()),
 		slog.Bool("completed", completed),
 		slog.String("client_ip", c.ClientIP()),
 	)
