@@ -137,6 +137,36 @@ func TestDrainFinishesInFlightRequests(t *testing.T) {
 		t.Logf("new request sent %v after SIGTERM: 200, Connection: close", sentAt)
 	}
 
+	// After drain_delay the main listener closes, but the admin listener
+	// stays open while the in-flight requests finish: /metrics can still be
+	// scraped, and sees them in flight.
+	for {
+		c, err := net.DialTimeout("tcp", p.addr, time.Second)
+		if err != nil {
+			break // closed
+		}
+		c.Close()
+		if time.Since(sigAt) > 5*time.Second {
+			t.Fatalf("the main listener still accepts connections %v after SIGTERM", time.Since(sigAt))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	closedAt := time.Since(sigAt)
+	inflight, scraped, err := p.Metric("manifold_inflight_requests")
+	switch {
+	case len(results) != 0:
+		t.Logf("inconclusive: a request finished before the main listener closed (%v after SIGTERM)", closedAt)
+	case err != nil || !scraped:
+		t.Errorf("admin /metrics after the main listener closed (%v after SIGTERM, requests in flight): found=%v err=%v", closedAt, scraped, err)
+	case inflight < n:
+		t.Errorf("admin /metrics after the main listener closed: manifold_inflight_requests = %v, want ≥ %d in flight", inflight, n)
+	default:
+		t.Logf("main listener closed %v after SIGTERM; admin /metrics still answers, %v in flight", closedAt, inflight)
+	}
+	if closedAt < drainDelay {
+		t.Errorf("the main listener closed %v after SIGTERM, before drain_delay %v", closedAt, drainDelay)
+	}
+
 	deadline := time.After(10 * time.Second)
 	for range n {
 		select {
