@@ -642,9 +642,18 @@ func TestRoutes(t *testing.T) {
 		{name: "same method in other case", yaml: second("/u/{id}", "get"),
 			path: "endpoints[1].path", words: []string{"endpoints[0]"}},
 		{name: "router conflict: other param name", yaml: second("/u/{uid}", "GET"),
-			path: "endpoints[1].path", words: []string{"/u/{uid}", "routed"}},
+			path: "endpoints[1].path", words: []string{"/u/{uid} clashes with endpoints[0].path /u/{id}: a path segment can hold only one parameter name; name it {id} in both"},
+			not: []string{":uid", ":id", "wildcard"}},
 		{name: "router conflict: deeper", yaml: second("/u/{uid}/orders", "GET"),
-			path: "endpoints[1].path", words: []string{"routed"}},
+			path: "endpoints[1].path", words: []string{"/u/{uid}/orders clashes with endpoints[0].path /u/{id}: a path segment can hold only one parameter name; name it {id} in both"}},
+		{name: "router conflict: other methods do not clash", yaml: second("/u/{uid}", "POST") + "  - path: /u/{x}/y\n    method: POST\n    backends: [{upstream: orders, path: /o}]\n",
+			path: "endpoints[2].path", words: []string{"/u/{x}/y clashes with endpoints[1].path /u/{uid}: ", "name it {uid} in both"}},
+		{name: "router conflict: the endpoint it clashes with is named, not the first", yaml: withEndpoints(validEndpoint +
+			"  - path: /c/{x}\n    backends: [{upstream: orders, path: /o}]\n" +
+			"  - path: /d\n    backends: [{upstream: orders, path: /o}]\n" +
+			"  - path: /c/{x}/{z}\n    backends: [{upstream: orders, path: /o}]\n" +
+			"  - path: /c/{x}/{y}/more\n    backends: [{upstream: orders, path: /o}]\n"),
+			path: "endpoints[4].path", words: []string{"/c/{x}/{y}/more clashes with endpoints[3].path /c/{x}/{z}: a path segment can hold only one parameter name; name it {z} in both"}},
 		{name: "path without slash", yaml: withEndpoints("  - path: u\n    backends:\n      - {upstream: users, path: /u}\n"),
 			path: "endpoints[0].path", words: []string{"start with /"}},
 		{name: "reserved path", yaml: withEndpoints("  - path: /__health\n    backends:\n      - {upstream: users, path: /u}\n"),

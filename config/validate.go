@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -433,19 +434,85 @@ func init() {
 // checkRoutes asks the router itself whether the endpoint paths can live
 // together: Gin refuses some combinations (e.g. /a/{x} beside /a/{y}) by
 // panicking at registration, and that must be a config problem, not a crash.
+// When one is refused, the earlier endpoint it clashes with is found by
+// registering the two alone on a fresh engine, one earlier endpoint at a
+// time (only on this failure path), and the clash is told in the file's
+// {name} syntax.
 func checkRoutes(cfg *Config, c *collector) {
 	engine := gin.New()
+	var routed []*Endpoint
 	for i, ep := range cfg.Endpoints {
 		if ep == nil || ep.Route == "" || !slices.Contains(methods, ep.Method) {
 			continue
 		}
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					c.add(fmt.Sprintf("endpoints[%d].path", i), "%s cannot be routed beside the endpoints before it: %v", ep.Path, r)
-				}
-			}()
-			engine.Handle(ep.Method, ep.Route, func(*gin.Context) {})
-		}()
+		if reason := register(engine, ep); reason != "" {
+			c.add(fmt.Sprintf("endpoints[%d].path", i), "%s", routeClash(ep, routed, reason))
+			continue
+		}
+		routed = append(routed, ep)
 	}
+}
+
+// register adds ep's route to engine; it returns the router's reason when
+// the route is refused, "" when it is added.
+func register(engine *gin.Engine, ep *Endpoint) (reason string) {
+	defer func() {
+		if r := recover(); r != nil {
+			reason = fmt.Sprint(r)
+		}
+	}()
+	engine.Handle(ep.Method, ep.Route, func(*gin.Context) {})
+	return ""
+}
+
+// routeClash explains why ep cannot be routed beside the endpoints routed
+// before it, naming the one it clashes with when a single one does.
+func routeClash(ep *Endpoint, routed []*Endpoint, reason string) string {
+	for _, prev := range routed {
+		if prev.Method != ep.Method {
+			continue // each method has its own tree
+		}
+		engine := gin.New()
+		if register(engine, prev) != "" {
+			continue
+		}
+		pairReason := register(engine, ep)
+		if pairReason == "" {
+			continue
+		}
+		if have, ok := paramClash(prev.Route, ep.Route); ok {
+			return fmt.Sprintf("%s clashes with endpoints[%d].path %s: a path segment can hold only one parameter name; name it {%s} in both",
+				ep.Path, prev.Index, prev.Path, have)
+		}
+		return fmt.Sprintf("%s clashes with endpoints[%d].path %s: %s", ep.Path, prev.Index, prev.Path, userRouteSyntax(pairReason))
+	}
+	return fmt.Sprintf("%s cannot be routed beside the endpoints before it: %s", ep.Path, userRouteSyntax(reason))
+}
+
+// paramClash finds the first path segment where routes a and b (router
+// syntax) both hold a parameter, under different names, with every segment
+// before it alike: the router keeps one parameter name per segment of a
+// shared prefix. It returns a's name there.
+func paramClash(a, b string) (aName string, ok bool) {
+	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
+	for k := 0; k < len(as) && k < len(bs); k++ {
+		pa, aParam := strings.CutPrefix(as[k], ":")
+		pb, bParam := strings.CutPrefix(bs[k], ":")
+		switch {
+		case aParam && bParam && pa != pb:
+			return pa, true
+		case aParam != bParam || pa != pb:
+			return "", false // the paths part here: no shared segment below
+		}
+	}
+	return "", false
+}
+
+// routerParam is a parameter in the router's syntax (:name).
+var routerParam = regexp.MustCompile(`:([A-Za-z_][A-Za-z0-9_]*)`)
+
+// userRouteSyntax rewrites the router's :name parameters as {name}, the
+// syntax of the file.
+func userRouteSyntax(reason string) string {
+	return routerParam.ReplaceAllString(reason, "{$1}")
 }
