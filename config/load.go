@@ -539,7 +539,12 @@ func setIfAbsent(m map[string]any, k string, v any) {
 var durationType = reflect.TypeOf(time.Duration(0))
 
 // typeError is a value of the wrong type, with a message for humans.
-type typeError struct{ msg string }
+// notString is the value when a string was expected, so that the message
+// can be made to fit the key (see typeMessage).
+type typeError struct {
+	msg       string
+	notString any
+}
 
 func (e *typeError) Error() string { return e.msg }
 
@@ -554,16 +559,16 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 	switch {
 	case to == durationType:
 		if !isString {
-			return nil, &typeError{fmt.Sprintf("%v is not a duration: give a unit, like \"%vs\" or \"%vms\"", data, data, data)}
+			return nil, &typeError{msg: fmt.Sprintf("%v is not a duration: give a unit, like \"%vs\" or \"%vms\"", data, data, data)}
 		}
 		d, err := time.ParseDuration(strings.TrimSpace(s))
 		if err != nil {
-			return nil, &typeError{fmt.Sprintf("%q is not a duration (use Go syntax such as 250ms, 2s or 1m30s)", s)}
+			return nil, &typeError{msg: fmt.Sprintf("%q is not a duration (use Go syntax such as 250ms, 2s or 1m30s)", s)}
 		}
 		return d, nil
 	case to.Kind() == reflect.String:
 		if !isString {
-			return nil, &typeError{fmt.Sprintf("expected a string, got %v (quote it)", data)}
+			return nil, &typeError{msg: fmt.Sprintf("expected a string, got %v (quote it)", data), notString: data}
 		}
 		return s, nil
 	case to.Kind() == reflect.Bool:
@@ -575,7 +580,7 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 				return b, nil
 			}
 		}
-		return nil, &typeError{fmt.Sprintf("expected true or false, got %v", data)}
+		return nil, &typeError{msg: fmt.Sprintf("expected true or false, got %v", data)}
 	case to.Kind() >= reflect.Int && to.Kind() <= reflect.Uint64:
 		var n float64
 		switch x := data.(type) {
@@ -590,27 +595,27 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		case string:
 			i, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
 			if err != nil {
-				return nil, &typeError{fmt.Sprintf("expected a whole number, got %q", x)}
+				return nil, &typeError{msg: fmt.Sprintf("expected a whole number, got %q", x)}
 			}
 			n = float64(i)
 		default:
-			return nil, &typeError{fmt.Sprintf("expected a whole number, got %v", data)}
+			return nil, &typeError{msg: fmt.Sprintf("expected a whole number, got %v", data)}
 		}
 		if n != float64(int64(n)) {
-			return nil, &typeError{fmt.Sprintf("expected a whole number, got %v", data)}
+			return nil, &typeError{msg: fmt.Sprintf("expected a whole number, got %v", data)}
 		}
 		if to.Kind() >= reflect.Uint && n < 0 {
-			return nil, &typeError{fmt.Sprintf("must not be negative, got %v", data)}
+			return nil, &typeError{msg: fmt.Sprintf("must not be negative, got %v", data)}
 		}
 		out := reflect.New(to).Elem()
 		if to.Kind() >= reflect.Uint {
 			if out.OverflowUint(uint64(n)) {
-				return nil, &typeError{fmt.Sprintf("%v is too large", data)}
+				return nil, &typeError{msg: fmt.Sprintf("%v is too large", data)}
 			}
 			out.SetUint(uint64(n))
 		} else {
 			if out.OverflowInt(int64(n)) {
-				return nil, &typeError{fmt.Sprintf("%v is too large", data)}
+				return nil, &typeError{msg: fmt.Sprintf("%v is too large", data)}
 			}
 			out.SetInt(int64(n))
 		}
@@ -624,17 +629,17 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		case string:
 			f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
 			if err != nil {
-				return nil, &typeError{fmt.Sprintf("expected a number, got %q", x)}
+				return nil, &typeError{msg: fmt.Sprintf("expected a number, got %q", x)}
 			}
 			return f, nil
 		}
-		return nil, &typeError{fmt.Sprintf("expected a number, got %v", data)}
+		return nil, &typeError{msg: fmt.Sprintf("expected a number, got %v", data)}
 	case to.Kind() == reflect.Slice && isString:
-		return nil, &typeError{fmt.Sprintf("expected a list, got %q (write [%q] for one item)", s, s)}
+		return nil, &typeError{msg: fmt.Sprintf("expected a list, got %q (write [%q] for one item)", s, s)}
 	case (to.Kind() == reflect.Struct || to.Kind() == reflect.Map || (to.Kind() == reflect.Pointer && to.Elem().Kind() == reflect.Struct)) && reflect.TypeOf(data).Kind() != reflect.Map:
-		return nil, &typeError{fmt.Sprintf("expected a map of settings, got %v", data)}
+		return nil, &typeError{msg: fmt.Sprintf("expected a map of settings, got %v", data)}
 	case to.Kind() == reflect.Slice && reflect.TypeOf(data).Kind() != reflect.Slice:
-		return nil, &typeError{fmt.Sprintf("expected a list, got %v", data)}
+		return nil, &typeError{msg: fmt.Sprintf("expected a list, got %v", data)}
 	}
 	return data, nil
 }
@@ -684,7 +689,7 @@ func collectDecodeErrors(c *collector, err error) {
 			var ue *mapstructure.UnconvertibleTypeError
 			switch {
 			case errors.As(de, &te):
-				c.add(path, "%s", te.msg)
+				c.add(path, "%s", typeMessage(path, te))
 			case errors.As(de, &ue):
 				c.add(path, "expected %s, got %v", typeName(ue.Expected.Type()), ue.Value)
 			default:
@@ -695,6 +700,22 @@ func collectDecodeErrors(c *collector, err error) {
 		c.add("", "%v", err)
 	}
 	walk(err)
+}
+
+// typeMessage is te's message, or for a listen address given as a number
+// (address: 8080) the address the user most likely meant.
+func typeMessage(path string, te *typeError) string {
+	if te.notString == nil || !isListenAddress(path) {
+		return te.msg
+	}
+	n, isInt := te.notString.(int)
+	if !isInt || n < 1 || n > 65535 {
+		return fmt.Sprintf("expected a string, got %v (write host:port, e.g. \":8080\" or \"127.0.0.1:9091\")", te.notString)
+	}
+	if path == "admin.address" {
+		return fmt.Sprintf("expected a string, got %d (write \"127.0.0.1:%d\" for port %d of this host only, or \":%d\" for every interface)", n, n, n, n)
+	}
+	return fmt.Sprintf("expected a string, got %d (write \":%d\" to listen on port %d on every interface)", n, n, n)
 }
 
 func typeName(t reflect.Type) string {

@@ -813,7 +813,22 @@ func TestHopByHopForwardHeaders(t *testing.T) {
 func TestOtherServerRules(t *testing.T) {
 	t.Parallel()
 	runProblemCases(t, []problemCase{
-		{name: "address", yaml: withTop("server: {address: \"8080\"}\n"), path: "server.address", words: []string{"host:port"}},
+		{name: "address", yaml: withTop("server: {address: \"8080\"}\n"), path: "server.address",
+			words: []string{`"8080" is not host:port (did you mean ":8080"?)`}},
+		{name: "address: a port from the environment", yaml: withEndpoints(validEndpoint), env: map[string]string{"MANIFOLD_SERVER_ADDRESS": "9000"},
+			path: "server.address", words: []string{`"9000" is not host:port (did you mean ":9000"?)`}},
+		{name: "address: a port as a number", yaml: withTop("server: {address: 8080}\n"), path: "server.address",
+			words: []string{`expected a string, got 8080 (write ":8080" to listen on port 8080 on every interface)`}},
+		{name: "address: a number that is no port", yaml: withTop("server: {address: 80800}\n"), path: "server.address",
+			words: []string{`expected a string, got 80800 (write host:port, e.g. ":8080" or "127.0.0.1:9091")`}},
+		{name: "address: host without port", yaml: withTop("server: {address: localhost}\n"), path: "server.address",
+			words: []string{`"localhost" is not host:port (e.g. ":8080" or "127.0.0.1:9091")`}},
+		{name: "admin address: a port", yaml: withTop("admin: {address: \"9091\"}\n"), path: "admin.address",
+			words: []string{`"9091" is not host:port (did you mean "127.0.0.1:9091" for this host only, or ":9091" for every interface?)`}},
+		{name: "admin address: a port as a number", yaml: withTop("admin: {address: 9091}\n"), path: "admin.address",
+			words: []string{`expected a string, got 9091 (write "127.0.0.1:9091" for port 9091 of this host only, or ":9091" for every interface)`}},
+		{name: "a number for another string keeps the plain hint", yaml: withTop("log: {level: 1}\n"), path: "log.level",
+			words: []string{`expected a string, got 1 (quote it)`}},
 		{name: "empty address", yaml: withTop("server: {address: \"\"}\n"), path: "server.address", words: []string{"required"}},
 		{name: "admin address", yaml: withTop("admin: {address: localhost}\n"), path: "admin.address", words: []string{"host:port"}},
 		{name: "max_body_bytes", yaml: withTop("server: {max_body_bytes: 0}\n"), path: "server.max_body_bytes", words: []string{"positive"}},

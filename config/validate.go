@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -130,8 +131,28 @@ func checkAddress(addr, path string, emptyOK bool, c *collector) {
 		return
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		c.add(path, "%q is not host:port (e.g. \":8080\" or \"127.0.0.1:9091\")", addr)
+		c.add(path, "%q is not host:port (%s)", addr, addressHint(addr, path))
 	}
+}
+
+// isListenAddress reports whether the key at path is a listen address
+// (host:port), whose problems suggest the address meant.
+func isListenAddress(path string) bool {
+	return path == "server.address" || path == "admin.address"
+}
+
+// addressHint suggests a listen address for addr, which is not host:port:
+// a bare port gets ":PORT" (the admin listener, which has no
+// authentication, is offered this host only first).
+func addressHint(addr, path string) string {
+	port, err := strconv.Atoi(addr)
+	if err != nil || port < 1 || port > 65535 || strconv.Itoa(port) != addr {
+		return `e.g. ":8080" or "127.0.0.1:9091"`
+	}
+	if path == "admin.address" {
+		return fmt.Sprintf(`did you mean "127.0.0.1:%d" for this host only, or ":%d" for every interface?`, port, port)
+	}
+	return fmt.Sprintf(`did you mean ":%d"?`, port)
 }
 
 func positive(ok bool, path string, c *collector) {
