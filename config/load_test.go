@@ -781,6 +781,43 @@ func TestBackendRules(t *testing.T) {
 	})
 }
 
+// Dot paths name object keys, matched literally (fetch/reshape.go); the
+// path syntaxes of gjson and JSONPath would silently match nothing.
+func TestDotPathSyntax(t *testing.T) {
+	t.Parallel()
+	be := func(keys string) string { return withBackends(`{upstream: users, path: "/users/{id}", ` + keys + `}`) }
+	const bp = "endpoints[0].backends[0]."
+	runProblemCases(t, []problemCase{
+		{name: "index in target", yaml: be(`target: "items[0].id"`), path: bp + "target",
+			words: []string{`"items[0].id": array indexes are not supported in dot paths; name object keys only (target descends through objects, not into arrays)`}},
+		{name: "index in allow", yaml: be(`allow: [name, "items[0].id"]`), path: bp + "allow[1]",
+			words: []string{`"items[0].id": array indexes are not supported in dot paths; name object keys only (on an array, allow applies to every element: "items.id")`}},
+		{name: "all elements in deny", yaml: be(`deny: ["tags[*]"]`), path: bp + "deny[0]",
+			words: []string{`"tags[*]": array indexes are not supported in dot paths; name object keys only (on an array, deny applies to every element: "tags")`}},
+		{name: "wildcard segment", yaml: be(`allow: ["items.*.id"]`), path: bp + "allow[0]",
+			words: []string{`"items.*.id": wildcards are not supported in dot paths; name object keys only (on an array, allow applies to every element: "items.id")`}},
+		{name: "wildcard in target", yaml: be(`target: "data.user?"`), path: bp + "target",
+			words: []string{`"data.user?": wildcards are not supported in dot paths; name object keys only (target descends through objects, not into arrays)`}},
+		{name: "gjson array length or query", yaml: be(`allow: ["items.#.id"]`), path: bp + "allow[0]",
+			words: []string{`"items.#.id": '#' (array length or query) is not supported in dot paths; name object keys only (on an array, allow applies to every element: "items.id")`}},
+		{name: "gjson query", yaml: be(`target: "items.#(id==1)"`), path: bp + "target",
+			words: []string{`'#' (array length or query) is not supported in dot paths`}},
+		{name: "gjson pipe", yaml: be(`target: "data|user"`), path: bp + "target",
+			words: []string{`"data|user": '|' is not supported in dot paths; name object keys only`}},
+		{name: "escaped dot", yaml: be(`deny: ['a\.b']`), path: bp + "deny[0]",
+			words: []string{`"a\\.b": escapes are not supported in dot paths; a key that contains '.' cannot be addressed`}},
+		{name: "from the environment", yaml: be(`group: g`), env: map[string]string{"MANIFOLD_ENDPOINTS_0_BACKENDS_0_ALLOW": "a, b[1]"},
+			path: bp + "allow[1]", words: []string{`"b[1]": array indexes are not supported in dot paths`}},
+	})
+	t.Run("keys that are only literal text load", func(t *testing.T) {
+		t.Parallel()
+		cfg := mustLoad(t, be(`target: "@graph", allow: ["@id", "#text", "a-b.c_d", "0"], deny: ["x y"]`), nil)
+		if got := cfg.Endpoints[0].Backends[0].Allow; !slices.Equal(got, []string{"@id", "#text", "a-b.c_d", "0"}) {
+			t.Errorf("allow = %q", got)
+		}
+	})
+}
+
 func TestTrustedProxies(t *testing.T) {
 	t.Parallel()
 	runProblemCases(t, []problemCase{

@@ -393,13 +393,13 @@ func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *colle
 		}
 	}
 	if be.Target != "" {
-		checkDotPath(be.Target, bp+".target", c)
+		checkDotPath(be.Target, bp+".target", "target", c)
 	}
 	for i, a := range be.Allow {
-		checkDotPath(a, fmt.Sprintf("%s.allow[%d]", bp, i), c)
+		checkDotPath(a, fmt.Sprintf("%s.allow[%d]", bp, i), "allow", c)
 	}
 	for i, d := range be.Deny {
-		checkDotPath(d, fmt.Sprintf("%s.deny[%d]", bp, i), c)
+		checkDotPath(d, fmt.Sprintf("%s.deny[%d]", bp, i), "deny", c)
 	}
 	olds := slices.Sorted(maps.Keys(be.Rename))
 	targets := map[string]string{}
@@ -420,13 +420,65 @@ func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *colle
 	}
 }
 
-func checkDotPath(path, yamlPath string, c *collector) {
-	for _, seg := range strings.Split(path, ".") {
+// checkDotPath checks a dot path of a backend's target, allow or deny (field
+// names which). Reshaping (fetch/reshape.go) splits it at '.' and compares each
+// segment with the answer's keys literally: nothing else is syntax. So the
+// syntaxes users bring from gjson and JSONPath (items[0], items.*.id,
+// items.#.id, a|b, a\.b) would load and then silently match nothing; they
+// are refused with what to write instead. Keys such as "@id" or "#text"
+// are plain keys and are kept.
+func checkDotPath(path, yamlPath, field string, c *collector) {
+	segs := strings.Split(path, ".")
+	for _, seg := range segs {
 		if seg == "" {
 			c.add(yamlPath, "%q is not a dot path: segments must not be empty (e.g. address.city)", path)
 			return
 		}
 	}
+	var what string
+	switch {
+	case strings.ContainsAny(path, "[]"):
+		what = "array indexes are not supported in dot paths"
+	case strings.ContainsAny(path, "*?"):
+		what = "wildcards are not supported in dot paths"
+	case slices.ContainsFunc(segs, func(seg string) bool { return seg == "#" || strings.HasPrefix(seg, "#(") }):
+		what = "'#' (array length or query) is not supported in dot paths"
+	case strings.Contains(path, "|"):
+		what = "'|' is not supported in dot paths"
+	case strings.Contains(path, "\\"):
+		c.add(yamlPath, "%q: escapes are not supported in dot paths; a key that contains '.' cannot be addressed", path)
+		return
+	default:
+		return
+	}
+	hint := " (target descends through objects, not into arrays)"
+	if field != "target" {
+		hint = ""
+		if keys := objectKeysOnly(segs); keys != "" {
+			hint = fmt.Sprintf(" (on an array, %s applies to every element: %q)", field, keys)
+		}
+	}
+	c.add(yamlPath, "%q: %s; name object keys only%s", path, what, hint)
+}
+
+// objectKeysOnly is a dot path with its array syntax taken out (items[0].id,
+// items.*.id and items.#.id become items.id), or "" when no plain path is
+// left.
+func objectKeysOnly(segs []string) string {
+	var keys []string
+	for _, seg := range segs {
+		if i := strings.IndexByte(seg, '['); i >= 0 {
+			seg = seg[:i]
+		}
+		if seg == "" || seg == "*" || seg == "#" {
+			continue
+		}
+		if strings.ContainsAny(seg, "[]*?#|\\") {
+			return ""
+		}
+		keys = append(keys, seg)
+	}
+	return strings.Join(keys, ".")
 }
 
 func knownUpstreams(cfg *Config) string {
