@@ -62,6 +62,7 @@ func FuzzReshapeMerge(f *testing.F) {
 
 		var parts []fetch.Part
 		ref := map[string]any{}
+		deepRef, deepDups := map[string]any{}, 0
 		for i, body := range bodies {
 			group := groups[(gb>>(2*i))&3]
 			out, err := plan.Apply(nil, body)
@@ -81,6 +82,9 @@ func FuzzReshapeMerge(f *testing.F) {
 			checkTexts(t, "Apply", [][]byte{body}, out, spec.renameNews(), nil)
 			parts = append(parts, fetch.Part{Group: group, Body: out})
 			refMerge(ref, group, want)
+			refMergeDeep(deepRef, group, decodeNumber(t, out))
+			_, _, dups := rawTokens(t, out)
+			deepDups += dups
 		}
 
 		merged := fetch.Merge(nil, parts)
@@ -92,6 +96,15 @@ func FuzzReshapeMerge(f *testing.F) {
 		}
 		if dup := duplicateTopKey(t, merged); dup != "" {
 			t.Fatalf("Merge(%q) = %s: key %q appears twice", parts, merged, dup)
+		}
+		deep := fetch.MergeDeep(nil, parts)
+		if !json.Valid(deep) {
+			t.Fatalf("MergeDeep(%q) = %s: not valid JSON", parts, deep)
+		}
+		// A key repeated inside one body merges deeply there, which a
+		// decoded reference cannot show; compare only bodies without.
+		if got := decodeNumber(t, deep); deepDups == 0 && !reflect.DeepEqual(got, any(deepRef)) {
+			t.Fatalf("MergeDeep(%q) = %s\ndecodes to %#v\nreference  %#v", parts, deep, got, deepRef)
 		}
 		var inputs [][]byte
 		for _, p := range parts {
@@ -384,6 +397,43 @@ func refMerge(into map[string]any, group string, v any) {
 		}
 	default:
 		into["collection"] = v
+	}
+}
+
+// refMergeDeep is refMerge for merge: deep, over decoded values.
+func refMergeDeep(into map[string]any, group string, v any) {
+	switch m, ok := v.(map[string]any); {
+	case group != "":
+		deepAssign(into, group, v)
+	case ok:
+		for k, val := range m {
+			deepAssign(into, k, val)
+		}
+	default:
+		deepAssign(into, "collection", v)
+	}
+}
+
+func deepAssign(into map[string]any, k string, v any) {
+	old, had := into[k]
+	om, oldObj := old.(map[string]any)
+	nm, newObj := v.(map[string]any)
+	oa, oldArr := old.([]any)
+	na, newArr := v.([]any)
+	switch {
+	case had && oldObj && newObj:
+		merged := make(map[string]any, len(om)+len(nm))
+		for kk, vv := range om {
+			merged[kk] = vv
+		}
+		for kk, vv := range nm {
+			deepAssign(merged, kk, vv)
+		}
+		into[k] = merged
+	case had && oldArr && newArr:
+		into[k] = append(append([]any{}, oa...), na...)
+	default:
+		into[k] = v
 	}
 }
 
