@@ -3,10 +3,19 @@
 // answers are right, drives wrk through scenarios S1–S5, and records per
 // scenario and repetition the throughput, latency percentiles, errors, the
 // gateway's CPU time per request and its peak RSS. It writes
-// bench/results.json, bench/results.md and bench/chart.svg.
+// results.json, results.md and chart.svg into bench/.
+//
+// With -peer krakend, -peer nginx or -peer-cmd, it also starts that gateway
+// pinned to the same core, checks its answers the same way, and measures it
+// in the same run, interleaved per repetition (Manifold, peer, Manifold,
+// peer, ...), so that both see the same conditions; the report then gives
+// each scenario's CPU per request as a multiple of the run's S1 floor and
+// the peer÷Manifold ratios. Those files are named results-PEER.json,
+// results-PEER.md and chart-PEER.svg.
 //
 // Run it through bench/run.sh, which installs wrk and time when missing.
-// Everything runs on 127.0.0.1; every process it starts is stopped by PID.
+// Everything runs on 127.0.0.1; every process it starts is stopped by PID,
+// also on error, interrupt, or when the run exceeds its time bound.
 package main
 
 import (
@@ -18,15 +27,16 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -36,18 +46,16 @@ type scenario struct {
 	Target      string // "stub" or "gateway"
 	Path        string
 	Connections int
-	// Targets from the issue, for the chart and the table (0 = none).
-	TargetCPUMicros float64
-	TargetP99Millis float64
+	Floor       string `json:",omitempty"` // the stub-alone scenario this one is read against
 }
 
 var scenarios = []scenario{
 	{ID: "S1", Name: "stub alone", Target: "stub", Path: "/a", Connections: 64},
-	{ID: "S2", Name: "/agg: 3 backends merged", Target: "gateway", Path: "/agg", Connections: 64, TargetCPUMicros: 250},
+	{ID: "S2", Name: "/agg: 3 backends merged", Target: "gateway", Path: "/agg", Connections: 64, Floor: "S1"},
 	{ID: "S3f", Name: "stub alone, 20ms, 48 conns (S3's floor)", Target: "stub", Path: "/a?delay=20ms", Connections: 48},
-	{ID: "S3", Name: "/agg, 20ms backends, 16 conns", Target: "gateway", Path: "/agg-slow", Connections: 16, TargetP99Millis: 25},
-	{ID: "S4", Name: "/single: 1 backend", Target: "gateway", Path: "/single", Connections: 64, TargetCPUMicros: 110},
-	{ID: "S5", Name: "/raw: passthrough", Target: "gateway", Path: "/raw", Connections: 64, TargetCPUMicros: 100},
+	{ID: "S3", Name: "/agg, 20ms backends, 16 conns", Target: "gateway", Path: "/agg-slow", Connections: 16, Floor: "S3f"},
+	{ID: "S4", Name: "/single: 1 backend", Target: "gateway", Path: "/single", Connections: 64, Floor: "S1"},
+	{ID: "S5", Name: "/raw: passthrough", Target: "gateway", Path: "/raw", Connections: 64, Floor: "S1"},
 }
 
 // run is one repetition's measurements.
@@ -60,10 +68,14 @@ type run struct {
 	P99Millis    float64 `json:"p99_ms"`
 	CPUMicros    float64 `json:"cpu_us_per_req"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+	// IdleCPUMillis is the CPU the other gateway(s), idle on the same core,
+	// used during this run: a check that they did not disturb it.
+	IdleCPUMillis float64 `json:"idle_gateways_cpu_ms"`
 }
 
 type result struct {
 	Scenario scenario `json:"scenario"`
+	Gateway  string   `json:"gateway"` // "stub" for S1 and S3f
 	Runs     []run    `json:"runs"`
 	Median   run      `json:"median"`
 	Min      run      `json:"min"`
@@ -73,125 +85,200 @@ type result struct {
 const (
 	stubAddr    = "127.0.0.1:9100"
 	gatewayAddr = "127.0.0.1:9200"
+	peerAddr    = "127.0.0.1:9300"
 	clockTicks  = 100 // USER_HZ: /proc/PID/stat reports CPU time in 1/100 s
 )
 
+var client = &http.Client{Timeout: 5 * time.Second}
+
 func main() {
 	dur := flag.Duration("duration", 10*time.Second, "length of each measured wrk run")
-	warm := flag.Duration("warmup", 2*time.Second, "unmeasured wrk run before each scenario")
-	reps := flag.Int("reps", 3, "repetitions per scenario (medians are reported)")
+	warm := flag.Duration("warmup", 2*time.Second, "unmeasured wrk run per gateway before each scenario")
+	reps := flag.Int("reps", 3, "repetitions per scenario and gateway (medians are reported)")
 	only := flag.String("only", "", "comma-separated scenario IDs to run (default all)")
-	outDir := flag.String("out", "bench", "where results.json, results.md and chart.svg go")
+	outDir := flag.String("out", "bench", "where the results and the chart go")
+	peer := flag.String("peer", "", "also measure this gateway in the same run: krakend, nginx, or a name for -peer-cmd")
+	peerCmd := flag.String("peer-cmd", "", "shell command starting another gateway on {addr} (host:port; {port} alone) that proxies to the stub at {stub}; it must serve the paths of -peer-scenarios")
+	peerScen := flag.String("peer-scenarios", "S2,S3,S4,S5", "with -peer-cmd: the scenarios the peer serves")
+	peerDir := flag.String("peer-dir", "../shared/peers", "where the krakend binary (.xz), krakend.json and nginx.conf are")
 	flag.Parse()
 	if *reps < 1 || *dur < time.Second {
 		log.Fatal("need -reps >= 1 and -duration >= 1s")
 	}
+	if flag.NArg() > 0 {
+		log.Fatalf("unexpected arguments %q (flags: -h)", flag.Args())
+	}
+	handleSignals()
+	selected := selectScenarios(*only)
 	root, err := os.Getwd()
 	must(err)
 	tmp, err := os.MkdirTemp("", "manifold-bench-")
 	must(err)
-	defer os.RemoveAll(tmp)
+	cleanups = append(cleanups, func() { os.RemoveAll(tmp) })
+	defer cleanup()
+	for _, a := range []string{stubAddr, gatewayAddr, peerAddr} {
+		portFree(a)
+	}
 
 	log.Printf("building manifold (scripts/build.sh) and the stub")
 	gwBin, stubBin := filepath.Join(tmp, "manifold"), filepath.Join(tmp, "stub")
-	must(command(root, nil, "scripts/build.sh", gwBin).Run())
-	must(command(root, nil, "go", "build", "-o", stubBin, "./bench/stub").Run())
+	must(command(root, 10*time.Minute, "scripts/build.sh", gwBin).Run())
+	must(command(root, 10*time.Minute, "go", "build", "-o", stubBin, "./bench/stub").Run())
 
-	stub := start(root, "1", stubBin, "-addr", stubAddr)
-	defer stop(stub)
-	gw := start(root, "0", gwBin, "run", "-c", "bench/manifold.yaml")
-	defer stop(gw)
-	waitUp("http://" + stubAddr + "/a")
-	waitUp("http://" + gatewayAddr + "/__health")
-	must(checkAnswers())
-	log.Printf("answers verified; stub pid %d on core 1, gateway pid %d on core 0", stub.Process.Pid, gw.Process.Pid)
+	gws := []*gateway{{Name: "manifold", Version: version(gwBin, "--version"), Command: "manifold run -c bench/manifold.yaml",
+		addr: gatewayAddr, health: "/__health", byteExactSingle: true, Scenarios: []string{"S2", "S3", "S4", "S5"},
+		run: func() *proc { return start(root, "manifold", "0", gwBin, "run", "-c", "bench/manifold.yaml") }}}
+	if *peer != "" || *peerCmd != "" {
+		dir, err := filepath.Abs(*peerDir)
+		must(err)
+		gws = append(gws, peerSetup(*peer, *peerCmd, dir, *peerScen, tmp))
+	}
+	watchdog(bound(selected, gws, *reps, *dur, *warm))
+
+	stub := start(root, "stub", "1", stubBin, "-addr", stubAddr)
+	waitUp(stub, "http://"+stubAddr+"/a")
+	procsOf := map[string]*proc{}
+	for _, g := range gws {
+		p := g.run()
+		procsOf[g.Name] = p
+		waitUp(p, "http://"+g.addr+g.health)
+		if err := checkAnswers(g); err != nil {
+			fatalf("%s gives wrong answers: %v", g.Name, err)
+		}
+		log.Printf("%s (%s) answers verified for %s; pid %d on core 0", g.Name, g.Version, strings.Join(g.Scenarios, ","), p.pid())
+	}
+	log.Printf("stub pid %d on core 1 (with wrk)", stub.pid())
+	loadBefore := loadavg()
+	log.Printf("load average before: %s", loadBefore)
 
 	var results []result
-	for _, sc := range scenarios {
-		if *only != "" && !slices.Contains(strings.Split(*only, ","), sc.ID) {
-			continue
+	for _, sc := range selected {
+		type target struct {
+			name string
+			p    *proc
+			url  string
+			res  *result
 		}
-		pid, base := gw.Process.Pid, "http://"+gatewayAddr
+		var ts []*target
 		if sc.Target == "stub" {
-			pid, base = stub.Process.Pid, "http://"+stubAddr
+			ts = append(ts, &target{"stub", stub, "http://" + stubAddr + sc.Path, &result{Scenario: sc, Gateway: "stub"}})
+		} else {
+			for _, g := range gws {
+				if g.supports(sc.ID) {
+					ts = append(ts, &target{g.Name, procsOf[g.Name], "http://" + g.addr + sc.Path, &result{Scenario: sc, Gateway: g.Name}})
+				}
+			}
 		}
-		url := base + sc.Path
-		if _, err := wrk(url, sc.Connections, *warm); err != nil {
-			log.Fatalf("%s warm-up: %v", sc.ID, err)
+		for _, t := range ts {
+			if _, err := wrk(t.url, sc.Connections, *warm); err != nil {
+				fatalf("%s %s warm-up: %v", sc.ID, t.name, err)
+			}
 		}
-		res := result{Scenario: sc}
 		for i := range *reps {
-			_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) // reset VmHWM
-			cpu0 := cpuTicks(pid)
-			r, err := wrk(url, sc.Connections, *dur)
-			if err != nil {
-				log.Fatalf("%s run %d: %v", sc.ID, i+1, err)
+			for _, t := range ts { // interleaved: Manifold, peer, Manifold, peer, ...
+				var idle []*proc
+				for _, g := range gws {
+					if p := procsOf[g.Name]; p != t.p {
+						idle = append(idle, p)
+					}
+				}
+				t.p.resetPeakRSS()
+				cpu0, idle0 := t.p.cpuTicks(), ticks(idle)
+				r, err := wrk(t.url, sc.Connections, *dur)
+				if err != nil {
+					fatalf("%s %s run %d: %v", sc.ID, t.name, i+1, err)
+				}
+				cpu := t.p.cpuTicks() - cpu0
+				r.IdleCPUMillis = float64(ticks(idle)-idle0) * 1000 / clockTicks
+				if r.Requests > 0 {
+					r.CPUMicros = float64(cpu) * (1e6 / clockTicks) / float64(r.Requests)
+				}
+				r.PeakRSSBytes = t.p.peakRSS()
+				log.Printf("%s %s run %d: %.0f rps, p50 %.2fms p99 %.2fms, %.1f µs CPU/req, errors %d, peak RSS %.1f MB, idle gateways %.0f ms CPU",
+					sc.ID, t.name, i+1, r.RPS, r.P50Millis, r.P99Millis, r.CPUMicros, r.Errors, float64(r.PeakRSSBytes)/1e6, r.IdleCPUMillis)
+				t.res.Runs = append(t.res.Runs, r)
 			}
-			cpu := cpuTicks(pid) - cpu0
-			if r.Requests > 0 {
-				r.CPUMicros = float64(cpu) * (1e6 / clockTicks) / float64(r.Requests)
-			}
-			r.PeakRSSBytes = peakRSS(pid)
-			log.Printf("%s run %d: %.0f rps, p50 %.2fms p99 %.2fms, %.1f µs CPU/req, errors %d, peak RSS %.1f MB",
-				sc.ID, i+1, r.RPS, r.P50Millis, r.P99Millis, r.CPUMicros, r.Errors, float64(r.PeakRSSBytes)/1e6)
-			res.Runs = append(res.Runs, r)
 		}
-		res.Median, res.Min, res.Max = summarise(res.Runs)
-		results = append(results, res)
+		for _, t := range ts {
+			t.res.Median, t.res.Min, t.res.Max = summarise(t.res.Runs)
+			results = append(results, *t.res)
+		}
 	}
-	if len(results) == 0 {
+	loadAfter := loadavg()
+	log.Printf("load average after: %s", loadAfter)
+
+	rep := report{
+		Date: time.Now().UTC().Format(time.RFC3339), Duration: dur.String(), Reps: *reps,
+		Machine: machine(), Commit: commit(root), Command: "bench/run.sh " + strings.Join(os.Args[1:], " "),
+		LoadBefore: loadBefore, LoadAfter: loadAfter, Gateways: gws, Results: results,
+	}
+	rep.Ratios = ratios(results, gws)
+	base, chartName := "results", "chart"
+	if len(gws) > 1 {
+		base, chartName = base+"-"+gws[1].Name, chartName+"-"+gws[1].Name
+	}
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	must(os.WriteFile(filepath.Join(*outDir, base+".json"), append(js, '\n'), 0o644))
+	table := markdown(rep)
+	must(os.WriteFile(filepath.Join(*outDir, base+".md"), []byte(table), 0o644))
+	must(os.WriteFile(filepath.Join(*outDir, chartName+".svg"), []byte(chart(rep)), 0o644))
+	fmt.Print(table)
+	log.Printf("wrote %s.json, %s.md and %s.svg in %s", base, base, chartName, *outDir)
+}
+
+func selectScenarios(only string) []scenario {
+	var sel []scenario
+	want := strings.Split(only, ",")
+	for _, sc := range scenarios {
+		if only == "" || slices.Contains(want, sc.ID) {
+			sel = append(sel, sc)
+		}
+	}
+	for _, id := range want {
+		if only != "" && !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.ID == id }) {
+			log.Fatalf("-only: no scenario %q", id)
+		}
+	}
+	if len(sel) == 0 {
 		log.Fatal("no scenario selected")
 	}
-
-	js, _ := json.MarshalIndent(map[string]any{
-		"date": time.Now().UTC().Format(time.RFC3339), "duration": dur.String(), "reps": *reps,
-		"machine": machine(), "results": results,
-	}, "", "  ")
-	must(os.WriteFile(filepath.Join(*outDir, "results.json"), append(js, '\n'), 0o644))
-	table := markdown(results, *reps, *dur)
-	must(os.WriteFile(filepath.Join(*outDir, "results.md"), []byte(table), 0o644))
-	must(os.WriteFile(filepath.Join(*outDir, "chart.svg"), []byte(chart(results)), 0o644))
-	fmt.Print(table)
+	return sel
 }
 
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
+// bound is how long the whole run may take: twice the measuring time, plus
+// ten minutes for the builds and start-ups.
+func bound(sel []scenario, gws []*gateway, reps int, dur, warm time.Duration) time.Duration {
+	var d time.Duration
+	for _, sc := range sel {
+		n := 1
+		if sc.Target == "gateway" {
+			n = 0
+			for _, g := range gws {
+				if g.supports(sc.ID) {
+					n++
+				}
+			}
+		}
+		d += time.Duration(n) * (warm + time.Duration(reps)*(dur+time.Second))
 	}
+	return 2*d + 10*time.Minute
 }
 
-func command(dir string, env []string, name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(name, args...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, os.Stderr, os.Stderr
-	cmd.Env = append(os.Environ(), env...)
-	return cmd
-}
-
-// start runs bin pinned to core with taskset.
-func start(dir, core, bin string, args ...string) *exec.Cmd {
-	cmd := command(dir, nil, "taskset", append([]string{"-c", core, bin}, args...)...)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	must(cmd.Start())
-	return cmd
-}
-
-// stop ends a process the driver started: SIGTERM, then SIGKILL after 10s.
-func stop(cmd *exec.Cmd) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
+func ticks(ps []*proc) int64 {
+	var sum int64
+	for _, p := range ps {
+		sum += p.cpuTicks()
 	}
+	return sum
 }
 
-func waitUp(url string) {
-	deadline := time.Now().Add(15 * time.Second)
+func waitUp(p *proc, url string) {
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
+		if !p.alive() {
+			fatalf("%s exited before answering %s", p.name, url)
+		}
+		if resp, err := client.Get(url); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
@@ -199,11 +286,11 @@ func waitUp(url string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	log.Fatalf("%s did not come up", url)
+	fatalf("%s did not answer %s within 30s", p.name, url)
 }
 
 func get(url string) ([]byte, error) {
-	resp, err := http.Get(url)
+	resp, err := client.Get(url)
 	if err != nil {
 		return nil, err
 	}
@@ -214,46 +301,114 @@ func get(url string) ([]byte, error) {
 	return io.ReadAll(resp.Body)
 }
 
-// checkAnswers makes sure every scenario measures a correct answer: the
-// merge has all three objects with numbers exactly as the stub wrote them,
-// /single and /raw return the stub's bytes.
-func checkAnswers() error {
+// checkAnswers makes sure every scenario g serves measures a correct answer:
+// the merge is exactly the union of the stub's three objects (numbers
+// compared as exact decimals, so 9007199254740993 and
+// 0.1000000000000000055511151231257827 must survive), /single is the stub's
+// /a as JSON (byte for byte for Manifold) and /raw is its bytes unchanged.
+func checkAnswers(g *gateway) error {
 	var stubBodies [][]byte
+	union := map[string]any{}
 	for _, p := range []string{"/a", "/b", "/c"} {
 		b, err := get("http://" + stubAddr + p)
 		if err != nil {
 			return err
 		}
 		stubBodies = append(stubBodies, b)
+		v, err := decode(b)
+		if err != nil {
+			return fmt.Errorf("stub %s: %v", p, err)
+		}
+		for k, x := range v.(map[string]any) {
+			union[k] = x
+		}
 	}
-	for _, p := range []string{"/agg", "/agg-slow"} {
-		b, err := get("http://" + gatewayAddr + p)
+	for _, sc := range scenarios {
+		if sc.Target != "gateway" || !g.supports(sc.ID) {
+			continue
+		}
+		b, err := get("http://" + g.addr + sc.Path)
 		if err != nil {
 			return err
 		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(b, &m); err != nil {
-			return fmt.Errorf("%s: %v", p, err)
-		}
-		for _, k := range []string{"a_id", "b_id", "c_id", "a_items", "c_total"} {
-			if _, ok := m[k]; !ok {
-				return fmt.Errorf("%s: key %s missing in %s", p, k, b)
+		switch sc.Path {
+		case "/agg", "/agg-slow":
+			v, err := decode(b)
+			if err != nil {
+				return fmt.Errorf("%s: %v", sc.Path, err)
 			}
-		}
-		if string(m["c_total"]) != "9007199254740993" {
-			return fmt.Errorf("%s: c_total is %s, not exactly 9007199254740993", p, m["c_total"])
-		}
-	}
-	for _, p := range []string{"/single", "/raw"} {
-		b, err := get("http://" + gatewayAddr + p)
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(b, stubBodies[0]) {
-			return fmt.Errorf("%s: answer differs from the stub's /a:\n%s\n%s", p, b, stubBodies[0])
+			if !sameJSON(v, union) {
+				return fmt.Errorf("%s: not the union of /a, /b and /c:\n%s", sc.Path, b)
+			}
+		case "/single":
+			v, err := decode(b)
+			if err != nil {
+				return fmt.Errorf("%s: %v", sc.Path, err)
+			}
+			a, _ := decode(stubBodies[0])
+			if !sameJSON(v, a) || (g.byteExactSingle && !bytes.Equal(b, stubBodies[0])) {
+				return fmt.Errorf("%s: answer differs from the stub's /a:\n%s\n%s", sc.Path, b, stubBodies[0])
+			}
+		case "/raw":
+			if !bytes.Equal(b, stubBodies[0]) {
+				return fmt.Errorf("%s: answer differs from the stub's /a:\n%s\n%s", sc.Path, b, stubBodies[0])
+			}
 		}
 	}
 	return nil
+}
+
+func decode(b []byte) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return nil, fmt.Errorf("not a JSON object: %.80s", b)
+	}
+	return v, nil
+}
+
+// sameJSON compares decoded JSON, numbers as exact decimals (10.00 == 10,
+// 9007199254740993 != 9007199254740992).
+func sameJSON(x, y any) bool {
+	switch a := x.(type) {
+	case map[string]any:
+		b, ok := y.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, v := range a {
+			w, ok := b[k]
+			if !ok || !sameJSON(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		b, ok := y.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !sameJSON(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	case json.Number:
+		b, ok := y.(json.Number)
+		if !ok {
+			return false
+		}
+		ra, oka := new(big.Rat).SetString(string(a))
+		rb, okb := new(big.Rat).SetString(string(b))
+		return oka && okb && ra.Cmp(rb) == 0
+	default:
+		return reflect.DeepEqual(x, y)
+	}
 }
 
 var (
@@ -267,7 +422,7 @@ var (
 
 // wrk runs one pinned wrk (1 thread, keep-alive) on core 1, beside the stub.
 func wrk(url string, conns int, d time.Duration) (run, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	ctx, cancel := context.WithTimeout(runCtx, d+30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "taskset", "-c", "1", "wrk", "-t1", "-c"+strconv.Itoa(conns),
 		"-d"+strconv.Itoa(int(d.Seconds()))+"s", "--latency", url).CombinedOutput()
@@ -313,32 +468,6 @@ func wrk(url string, conns int, d time.Duration) (run, error) {
 	return r, nil
 }
 
-// cpuTicks is utime+stime of pid in clock ticks.
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	must(err)
-	// Fields after the parenthesised command name; utime and stime are the
-	// 14th and 15th fields of the whole line.
-	rest := string(b[bytes.LastIndexByte(b, ')')+2:])
-	f := strings.Fields(rest)
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + s
-}
-
-// peakRSS is VmHWM of pid in bytes.
-func peakRSS(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	must(err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
 func summarise(runs []run) (med, lo, hi run) {
 	pick := func(get func(run) float64) (m, l, h float64) {
 		vs := make([]float64, len(runs))
@@ -367,6 +496,7 @@ func summarise(runs []run) (med, lo, hi run) {
 	set(func(r run) float64 { return r.P99Millis }, func(r *run, v float64) { r.P99Millis = v })
 	set(func(r run) float64 { return r.CPUMicros }, func(r *run, v float64) { r.CPUMicros = v })
 	set(func(r run) float64 { return float64(r.PeakRSSBytes) }, func(r *run, v float64) { r.PeakRSSBytes = int64(v) })
+	set(func(r run) float64 { return r.IdleCPUMillis }, func(r *run, v float64) { r.IdleCPUMillis = v })
 	return med, lo, hi
 }
 
@@ -375,61 +505,21 @@ func machine() string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(string(out), "\n", " | ")), " ")
 }
 
-func markdown(rs []result, reps int, d time.Duration) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Medians of %d runs of %s each (min–max in brackets). CPU = the measured process's utime+stime per request.\n\n", reps, d)
-	b.WriteString("| scenario | rps | p50 ms | p90 ms | p99 ms | errors | CPU µs/req | peak RSS MB |\n|---|---|---|---|---|---|---|---|\n")
-	for _, r := range rs {
-		m, l, h := r.Median, r.Min, r.Max
-		fmt.Fprintf(&b, "| %s %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %.2f (%.2f–%.2f) | %d | **%.1f** (%.1f–%.1f) | %.1f |\n",
-			r.Scenario.ID, r.Scenario.Name, m.RPS, l.RPS, h.RPS, m.P50Millis, m.P90Millis, m.P99Millis, l.P99Millis, h.P99Millis,
-			h.Errors, m.CPUMicros, l.CPUMicros, h.CPUMicros, float64(m.PeakRSSBytes)/1e6)
+// loadavg is the 1, 5 and 15 minute load averages.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
 	}
-	return b.String()
+	f := strings.Fields(string(b))
+	return strings.Join(f[:3], " ")
 }
 
-// chart draws two bar panels as SVG: CPU µs per request and p99 latency per
-// scenario, with the issue's targets as marks.
-func chart(rs []result) string {
-	const w, h, panelH, left, barW = 760, 590, 220, 70, 60
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
-	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
-	panel := func(top int, title, unit string, val func(result) float64, target func(result) float64) {
-		maxV := 0.0
-		for _, r := range rs {
-			maxV = max(maxV, val(r)*1.15, target(r)*1.15)
-		}
-		if maxV == 0 {
-			maxV = 1
-		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="14" font-weight="bold">%s</text>`+"\n", left, top-8, title)
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>`+"\n", left, top+panelH, w-20, top+panelH)
-		for i := 0; i <= 4; i++ {
-			v := maxV * float64(i) / 4
-			y := top + panelH - int(float64(panelH)*float64(i)/4)
-			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" fill="#555">%.0f %s</text>`+"\n", left-6, y+4, v, unit)
-			fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#eee"/>`+"\n", left, y, w-20, y)
-		}
-		step := (w - left - 40) / len(rs)
-		for i, r := range rs {
-			x := left + 20 + i*step
-			v := val(r)
-			bh := int(float64(panelH) * v / maxV)
-			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="#3b7dd8"/>`+"\n", x, top+panelH-bh, barW, bh)
-			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%.1f</text>`+"\n", x+barW/2, top+panelH-bh-4, v)
-			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", x+barW/2, top+panelH+16, r.Scenario.ID+" "+r.Scenario.Path)
-			if t := target(r); t > 0 {
-				y := top + panelH - int(float64(panelH)*t/maxV)
-				fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#d33" stroke-width="2" stroke-dasharray="4 3"/>`+"\n", x-8, y, x+barW+8, y)
-				fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#d33">target %.0f</text>`+"\n", x+barW+10, y+4, t)
-			}
-		}
+// commit is the checkout's commit, "+dirty" when tracked files differ.
+func commit(root string) string {
+	out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty=+dirty", "--abbrev=12").Output()
+	if err != nil {
+		return "?"
 	}
-	panel(40, "Gateway CPU per request (µs, lower is better; S1 = the stub itself)", "µs",
-		func(r result) float64 { return r.Median.CPUMicros }, func(r result) float64 { return r.Scenario.TargetCPUMicros })
-	panel(40+panelH+70, "p99 latency (ms)", "ms",
-		func(r result) float64 { return r.Median.P99Millis }, func(r result) float64 { return r.Scenario.TargetP99Millis })
-	b.WriteString("</svg>\n")
-	return b.String()
+	return strings.TrimSpace(string(out))
 }
