@@ -95,7 +95,8 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 	}
 	setDefaults(v, caseKept.upstreamLower)
 	settings := v.AllSettings()
-	applyEnv(settings, env)
+	// From here on, a problem at a key a variable set names the variable.
+	c.env = applyEnv(settings, env, caseKept.upstreamLower)
 	restoreCase(settings, caseKept)
 	applyListDefaults(settings)
 
@@ -428,30 +429,41 @@ var envKey = strings.NewReplacer(".", "_", "-", "_")
 // comma-separated value; maps users name (headers, rename) are not
 // addressable. The candidate names are derived from the schema and the
 // file's shape, so only those variables are looked up.
-func applyEnv(settings map[string]any, env Getenv) {
-	e := envOverrides{env: env}
-	e.fields(reflect.TypeOf(Config{}), EnvPrefix, settings)
+//
+// It returns the YAML path of every key a variable set, with the
+// variable's name, so problems there can say where the value came from.
+// upstreams maps the lower-cased upstream names of settings to the names
+// as written, which the paths use.
+func applyEnv(settings map[string]any, env Getenv, upstreams map[string]string) map[string]string {
+	e := &envOverrides{env: env, upstreams: upstreams, set: map[string]string{}}
+	e.fields(reflect.TypeOf(Config{}), EnvPrefix, "", settings)
+	return e.set
 }
 
 // envOverrides walks the schema alongside the decoded file.
-type envOverrides struct{ env Getenv }
+type envOverrides struct {
+	env       Getenv
+	upstreams map[string]string // lower-cased name -> name as written
+	set       map[string]string // YAML path -> variable that set it
+}
 
-// fields visits every field of struct t, whose values live in node.
-func (e envOverrides) fields(t reflect.Type, name string, node map[string]any) {
+// fields visits every field of struct t, whose values live in node at the
+// YAML path path.
+func (e *envOverrides) fields(t reflect.Type, name, path string, node map[string]any) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	for i := 0; i < t.NumField(); i++ {
 		tag := t.Field(i).Tag.Get("mapstructure")
 		if tag != "" && tag != "-" {
-			e.value(t.Field(i).Type, name+"_"+strings.ToUpper(tag), node, tag)
+			e.value(t.Field(i).Type, name+"_"+strings.ToUpper(tag), joinPath(path, tag), node, tag)
 		}
 	}
 }
 
 // value visits the value of type t kept under key in parent; name is its
-// environment variable.
-func (e envOverrides) value(t reflect.Type, name string, parent map[string]any, key string) {
+// environment variable and path its YAML path.
+func (e *envOverrides) value(t reflect.Type, name, path string, parent map[string]any, key string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -459,6 +471,7 @@ func (e envOverrides) value(t reflect.Type, name string, parent map[string]any, 
 	case t == durationType || (t.Kind() != reflect.Struct && t.Kind() != reflect.Map && t.Kind() != reflect.Slice):
 		if raw, ok := e.env(name); ok {
 			parent[key] = raw
+			e.set[path] = name
 		}
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		if raw, ok := e.env(name); ok {
@@ -469,12 +482,13 @@ func (e envOverrides) value(t reflect.Type, name string, parent map[string]any, 
 				}
 			}
 			parent[key] = items
+			e.set[path] = name
 		}
 	case t.Kind() == reflect.Slice: // endpoints, backends: the file's entries
 		list, _ := parent[key].([]any)
 		for i, elem := range list {
 			if m, ok := elem.(map[string]any); ok {
-				e.fields(t.Elem(), name+"_"+strconv.Itoa(i), m)
+				e.fields(t.Elem(), name+"_"+strconv.Itoa(i), fmt.Sprintf("%s[%d]", path, i), m)
 			}
 		}
 	case t.Kind() == reflect.Map && t.Elem().Kind() == reflect.String:
@@ -482,8 +496,12 @@ func (e envOverrides) value(t reflect.Type, name string, parent map[string]any, 
 	case t.Kind() == reflect.Map: // upstreams: the file's names
 		named, _ := parent[key].(map[string]any)
 		for n, v := range named {
+			written, ok := e.upstreams[n]
+			if !ok {
+				written = n
+			}
 			if m, ok := v.(map[string]any); ok {
-				e.fields(t.Elem(), name+"_"+strings.ToUpper(envKey.Replace(n)), m)
+				e.fields(t.Elem(), name+"_"+strings.ToUpper(envKey.Replace(n)), joinPath(path, written), m)
 			}
 		}
 	case t.Kind() == reflect.Struct:
@@ -491,7 +509,7 @@ func (e envOverrides) value(t reflect.Type, name string, parent map[string]any, 
 		if !ok {
 			child = map[string]any{} // kept only if a variable fills it
 		}
-		e.fields(t, name, child)
+		e.fields(t, name, path, child)
 		if len(child) > 0 {
 			parent[key] = child
 		}
@@ -563,6 +581,9 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		}
 		d, err := time.ParseDuration(strings.TrimSpace(s))
 		if err != nil {
+			if n := strings.TrimSpace(s); isDecimal(n) {
+				return nil, &typeError{msg: fmt.Sprintf("%q is not a duration: give a unit, like \"%ss\" or \"%sms\"", s, n, n)}
+			}
 			return nil, &typeError{msg: fmt.Sprintf("%q is not a duration (use Go syntax such as 250ms, 2s or 1m30s)", s)}
 		}
 		return d, nil
@@ -642,6 +663,13 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		return nil, &typeError{msg: fmt.Sprintf("expected a list, got %v", data)}
 	}
 	return data, nil
+}
+
+// isDecimal reports whether s is a plain decimal number (2, 1.5): a
+// duration whose unit was left out.
+func isDecimal(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil && strings.Trim(s, "0123456789.") == ""
 }
 
 // decode fills out from viper's settings through hook.

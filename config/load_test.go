@@ -702,7 +702,8 @@ func TestEndpointTimeoutBelowWriteTimeout(t *testing.T) {
 			path: "endpoints[0].timeout", words: append([]string{"3s", "2s", "default"}, words...)},
 		{name: "write_timeout from the environment", yaml: withEndpointKeys("    timeout: 10s\n"),
 			env:  map[string]string{"MANIFOLD_SERVER_WRITE_TIMEOUT": "10s"},
-			path: "endpoints[0].timeout", words: words},
+			path: "endpoints[0].timeout", words: append([]string{"server.write_timeout (10s, from $MANIFOLD_SERVER_WRITE_TIMEOUT)"}, words...),
+			not: []string{"from $MANIFOLD_SERVER_WRITE_TIMEOUT:"}},
 		{name: "second endpoint only", yaml: "server: {write_timeout: 5s}\n" + withEndpoints(validEndpoint+
 			"  - path: /slow\n    timeout: 6s\n    backends: [{upstream: users, path: /x}]\n"),
 			path: "endpoints[1].timeout", words: []string{"endpoints[1].timeout", "server.write_timeout", "6s", "5s"}},
@@ -972,15 +973,37 @@ endpoints:
 		})
 	}
 
+	// A bad override is reported at the key it overrides, naming the
+	// variable: the file may say something else (here timeout: 1s).
 	runProblemCases(t, []problemCase{
 		{name: "bad int override", yaml: file, env: map[string]string{"MANIFOLD_SERVER_MAX_BODY_BYTES": "abc"},
-			path: "server.max_body_bytes", words: []string{"abc", "whole number"}},
+			path: "server.max_body_bytes", words: []string{`from $MANIFOLD_SERVER_MAX_BODY_BYTES: expected a whole number, got "abc"`}},
 		{name: "bad duration override", yaml: file, env: map[string]string{"MANIFOLD_UPSTREAMS_USERS_TIMEOUT": "soon"},
-			path: "upstreams.users.timeout", words: []string{"soon", "duration"}},
+			path: "upstreams.users.timeout", words: []string{`from $MANIFOLD_UPSTREAMS_USERS_TIMEOUT: "soon" is not a duration (use Go syntax such as 250ms, 2s or 1m30s)`}},
+		{name: "duration override without a unit", yaml: file, env: map[string]string{"MANIFOLD_UPSTREAMS_USERS_TIMEOUT": "2"},
+			path: "upstreams.users.timeout", words: []string{`from $MANIFOLD_UPSTREAMS_USERS_TIMEOUT: "2" is not a duration: give a unit, like "2s" or "2ms"`}},
 		{name: "bad bool override", yaml: file, env: map[string]string{"MANIFOLD_DEMO": "sure"},
-			path: "demo", words: []string{"sure", "true or false"}},
+			path: "demo", words: []string{"from $MANIFOLD_DEMO: expected true or false, got sure"}},
 		{name: "override that fails validation", yaml: file, env: map[string]string{"MANIFOLD_UPSTREAMS_USERS_URL": "users.test"},
-			path: "upstreams.users.url", words: []string{"users.test", "http"}},
+			path: "upstreams.users.url", words: []string{`from $MANIFOLD_UPSTREAMS_USERS_URL: "users.test" must be an http:// or https:// URL with a host`}},
+		{name: "override of a key the file leaves out", yaml: file, env: map[string]string{"MANIFOLD_ENDPOINTS_0_RATE_LIMIT_BURST": "0"},
+			path: "endpoints[0].rate_limit.burst", words: []string{"from $MANIFOLD_ENDPOINTS_0_RATE_LIMIT_BURST: must be at least 1, got 0"}},
+		{name: "item of a list override", yaml: file, env: map[string]string{"MANIFOLD_SERVER_TRUSTED_PROXIES": "10.0.0.0/8, proxy"},
+			path: "server.trusted_proxies[1]", words: []string{`from $MANIFOLD_SERVER_TRUSTED_PROXIES: "proxy" is not an IP address or CIDR`}},
+		{name: "upstream name whose case is kept", yaml: "upstreams:\n  UserSvc: {url: \"http://u.test\"}\nendpoints:\n  - path: /u\n    backends: [{upstream: UserSvc, path: /u}]\n",
+			env:  map[string]string{"MANIFOLD_UPSTREAMS_USERSVC_MAX_CONCURRENT": "-1"},
+			path: "upstreams.UserSvc.max_concurrent", words: []string{"from $MANIFOLD_UPSTREAMS_USERSVC_MAX_CONCURRENT: must be 0 (unlimited) or more"}},
+		{name: "a problem of the file is not blamed on the environment", yaml: strings.Replace(file, "timeout: 1s", "timeout: 5", 1),
+			env:  map[string]string{"MANIFOLD_SERVER_ADDRESS": ":1", "MANIFOLD_UPSTREAMS_USERS_URL": "http://other.test"},
+			path: "upstreams.users.timeout", words: []string{`5 is not a duration`}, not: []string{"from $", "MANIFOLD"}},
+	})
+	t.Run("the exact line", func(t *testing.T) {
+		t.Parallel()
+		_, err := config.Parse("config.yaml", []byte(file), envOf(map[string]string{"MANIFOLD_UPSTREAMS_USERS_TIMEOUT": "2"}))
+		const want = `config.yaml: upstreams.users.timeout: from $MANIFOLD_UPSTREAMS_USERS_TIMEOUT: "2" is not a duration: give a unit, like "2s" or "2ms"`
+		if err == nil || err.Error() != want {
+			t.Errorf("Error() = %v\nwant      %s", err, want)
+		}
 	})
 }
 

@@ -73,6 +73,7 @@ func (ps Problems) Is(target error) bool { return target == ErrInvalid }
 type collector struct {
 	file string
 	pos  map[string]position // where each path's key or list item is
+	env  map[string]string   // path -> the MANIFOLD_* variable that set it
 	seen map[string]bool
 	list Problems
 }
@@ -87,7 +88,22 @@ func (c *collector) add(path, format string, args ...any) {
 		}
 	}
 	c.seen[path] = true
-	c.list = append(c.list, c.problem(path, fmt.Sprintf(format, args...)))
+	msg := fmt.Sprintf(format, args...)
+	if name := c.envSource(path); name != "" {
+		msg = "from $" + name + ": " + msg
+	}
+	c.list = append(c.list, c.problem(path, msg))
+}
+
+// envSource names the MANIFOLD_* variable that set the value at path (or
+// the list it is an item of), "" when the value is the file's.
+func (c *collector) envSource(path string) string {
+	for p := path; p != ""; p = parentPath(p) {
+		if name, ok := c.env[p]; ok {
+			return name
+		}
+	}
+	return ""
 }
 
 // addBeside records a problem that does not speak for the value at path

@@ -356,13 +356,17 @@ func checkWriteTimeout(cfg *Config, ep *Endpoint, p string, c *collector) {
 		return
 	}
 	which := ""
-	if !c.inFile(p+".timeout") && ep.Timeout == defaultEndpointTimeout {
+	if !c.inFile(p+".timeout") && ep.Timeout == defaultEndpointTimeout && c.envSource(p+".timeout") == "" {
 		which = " (the default: the key is not set)"
 	}
-	c.add(p+".timeout", "%v%s is not below server.write_timeout (%v): the answer is written after the endpoint deadline, "+
+	wFrom := ""
+	if name := c.envSource("server.write_timeout"); name != "" {
+		wFrom = ", from $" + name
+	}
+	c.add(p+".timeout", "%v%s is not below server.write_timeout (%v%s): the answer is written after the endpoint deadline, "+
 		"and a response still being written at write_timeout is cut, leaving the client an empty reply; "+
 		"lower %s.timeout or raise server.write_timeout above it, with room to write the answer",
-		ep.Timeout, which, w, p)
+		ep.Timeout, which, w, wFrom, p)
 }
 
 func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *collector) {
