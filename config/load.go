@@ -30,11 +30,10 @@ type Getenv func(name string) (string, bool)
 // An invalid file yields a Problems error listing every problem found (each
 // with the file as given, its YAML path and a fix); any other error (the file
 // cannot be read) is returned wrapped. env supplies ${VAR} values and
-// MANIFOLD_* overrides; nil means the process environment.
+// MANIFOLD_* overrides; nil means the process environment, which Load can
+// also list: MANIFOLD_* variables in it that name no key are warned about
+// (see Warnings), whether the file is valid or not.
 func Load(path string, env Getenv) (*Config, error) {
-	if env == nil {
-		env = os.LookupEnv
-	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -50,8 +49,13 @@ func Load(path string, env Getenv) (*Config, error) {
 
 // Parse is Load for a file already in memory; name is used in problems.
 func Parse(name string, data []byte, env Getenv) (*Config, error) {
+	var environ []string // the variables' names, when env can list them
 	if env == nil {
 		env = os.LookupEnv
+		for _, kv := range os.Environ() {
+			name, _, _ := strings.Cut(kv, "=")
+			environ = append(environ, name)
+		}
 	}
 	c := &collector{file: name, pos: map[string]position{}}
 
@@ -96,7 +100,9 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 	setDefaults(v, caseKept.upstreamLower)
 	settings := v.AllSettings()
 	// From here on, a problem at a key a variable set names the variable.
-	c.env = applyEnv(settings, env, caseKept.upstreamLower)
+	overrides := applyEnv(settings, env, caseKept.upstreamLower)
+	c.env = overrides.set
+	c.warnings = overrides.warnings(environ)
 	restoreCase(settings, caseKept)
 	applyListDefaults(settings)
 
@@ -116,6 +122,7 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 	if c.list != nil {
 		return nil, c.result()
 	}
+	cfg.Warnings = c.warnings
 	return cfg, nil
 }
 
@@ -430,21 +437,33 @@ var envKey = strings.NewReplacer(".", "_", "-", "_")
 // addressable. The candidate names are derived from the schema and the
 // file's shape, so only those variables are looked up.
 //
-// It returns the YAML path of every key a variable set, with the
-// variable's name, so problems there can say where the value came from.
+// It returns what it found: the YAML path of every key a variable set, with
+// the variable's name, so problems there can say where the value came from,
+// and every name it looked up, for warnings about those that are no key.
 // upstreams maps the lower-cased upstream names of settings to the names
 // as written, which the paths use.
-func applyEnv(settings map[string]any, env Getenv, upstreams map[string]string) map[string]string {
-	e := &envOverrides{env: env, upstreams: upstreams, set: map[string]string{}}
+func applyEnv(settings map[string]any, env Getenv, upstreams map[string]string) *envOverrides {
+	e := &envOverrides{env: env, upstreams: upstreams, set: map[string]string{}, known: map[string]bool{}, maps: map[string]string{}}
 	e.fields(reflect.TypeOf(Config{}), EnvPrefix, "", settings)
-	return e.set
+	return e
 }
 
 // envOverrides walks the schema alongside the decoded file.
 type envOverrides struct {
 	env       Getenv
 	upstreams map[string]string // lower-cased name -> name as written
-	set       map[string]string // YAML path -> variable that set it
+
+	set   map[string]string // YAML path -> variable that set it
+	known map[string]bool   // every variable that names a key
+	maps  map[string]string // variable prefix of a user-named map -> its YAML path
+	lists []envList         // endpoints and every endpoint's backends
+	named []string          // upstream names as written
+}
+
+// envList is a list of the file whose entries variables address by index.
+type envList struct {
+	name, path string // MANIFOLD_ENDPOINTS, endpoints
+	len        int
 }
 
 // fields visits every field of struct t, whose values live in node at the
@@ -469,11 +488,13 @@ func (e *envOverrides) value(t reflect.Type, name, path string, parent map[strin
 	}
 	switch {
 	case t == durationType || (t.Kind() != reflect.Struct && t.Kind() != reflect.Map && t.Kind() != reflect.Slice):
+		e.known[name] = true
 		if raw, ok := e.env(name); ok {
 			parent[key] = raw
 			e.set[path] = name
 		}
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		e.known[name] = true
 		if raw, ok := e.env(name); ok {
 			items := []any{}
 			for _, item := range strings.Split(raw, ",") {
@@ -486,6 +507,7 @@ func (e *envOverrides) value(t reflect.Type, name, path string, parent map[strin
 		}
 	case t.Kind() == reflect.Slice: // endpoints, backends: the file's entries
 		list, _ := parent[key].([]any)
+		e.lists = append(e.lists, envList{name, path, len(list)})
 		for i, elem := range list {
 			if m, ok := elem.(map[string]any); ok {
 				e.fields(t.Elem(), name+"_"+strconv.Itoa(i), fmt.Sprintf("%s[%d]", path, i), m)
@@ -493,6 +515,7 @@ func (e *envOverrides) value(t reflect.Type, name, path string, parent map[strin
 		}
 	case t.Kind() == reflect.Map && t.Elem().Kind() == reflect.String:
 		// headers, rename: names are the user's, not addressable.
+		e.maps[name] = path
 	case t.Kind() == reflect.Map: // upstreams: the file's names
 		named, _ := parent[key].(map[string]any)
 		for n, v := range named {
@@ -500,6 +523,7 @@ func (e *envOverrides) value(t reflect.Type, name, path string, parent map[strin
 			if !ok {
 				written = n
 			}
+			e.named = append(e.named, written)
 			if m, ok := v.(map[string]any); ok {
 				e.fields(t.Elem(), name+"_"+strings.ToUpper(envKey.Replace(n)), joinPath(path, written), m)
 			}

@@ -1007,6 +1007,107 @@ endpoints:
 	})
 }
 
+// onlyProcessEnv leaves the process environment with none of its own
+// MANIFOLD_* variables, only those given (restored when the test ends).
+func onlyProcessEnv(t *testing.T, env map[string]string) {
+	for _, kv := range os.Environ() {
+		if name, value, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "MANIFOLD_") {
+			t.Setenv(name, value)
+			os.Unsetenv(name)
+		}
+	}
+	for name, value := range env {
+		t.Setenv(name, value)
+	}
+}
+
+// A MANIFOLD_* variable that names no key is ignored; Load says so in a
+// warning, with the key meant when one is close. It reads the process
+// environment for this (the one environment it can list), so these tests
+// set it and do not run in parallel.
+func TestEnvWarnings(t *testing.T) {
+	file := `upstreams:
+  users: {url: "http://users.test"}
+  user-svc: {url: "http://svc.test"}
+endpoints:
+  - path: /u/{id}
+    backends:
+      - {upstream: users, path: "/users/{id}"}
+      - {upstream: user-svc, path: "/svc/{id}"}
+`
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"a misspelled key", map[string]string{"MANIFOLD_SERVER_ADRESS": ":9000"},
+			[]string{"MANIFOLD_SERVER_ADRESS is not a config key; did you mean MANIFOLD_SERVER_ADDRESS?"}},
+		{"MANIFOLD_CONFIG and real keys never warn", map[string]string{"MANIFOLD_CONFIG": "other.yaml", "MANIFOLD_SERVER_ADDRESS": ":9000",
+			"MANIFOLD_UPSTREAMS_USER_SVC_TIMEOUT": "2s", "MANIFOLD_ENDPOINTS_0_RATE_LIMIT_RPS": "5", "MANIFOLD_ENDPOINTS_0_BACKENDS_1_ALLOW": "a"}, nil},
+		{"a shortened key", map[string]string{"MANIFOLD_SERVER_ADDR": ":9000"},
+			[]string{"MANIFOLD_SERVER_ADDR is not a config key; did you mean MANIFOLD_SERVER_ADDRESS?"}},
+		{"a misspelled upstream", map[string]string{"MANIFOLD_UPSTREAMS_USRS_TIMEOUT": "2s"},
+			[]string{"MANIFOLD_UPSTREAMS_USRS_TIMEOUT is not a config key; did you mean MANIFOLD_UPSTREAMS_USERS_TIMEOUT?"}},
+		{"an upstream the file lacks", map[string]string{"MANIFOLD_UPSTREAMS_PAYMENTS_URL": "http://p.test"},
+			[]string{"MANIFOLD_UPSTREAMS_PAYMENTS_URL is not a config key: it names no upstream of the file (user-svc, users), and variables cannot add upstreams"}},
+		{"an endpoint the file lacks", map[string]string{"MANIFOLD_ENDPOINTS_3_PATH": "/x"},
+			[]string{"MANIFOLD_ENDPOINTS_3_PATH is not a config key: the file has no endpoints[3] (it has only endpoints[0]), and variables cannot add list entries"}},
+		{"a backend the file lacks", map[string]string{"MANIFOLD_ENDPOINTS_0_BACKENDS_2_PATH": "/x"},
+			[]string{"MANIFOLD_ENDPOINTS_0_BACKENDS_2_PATH is not a config key: the file has no endpoints[0].backends[2] (it has endpoints[0].backends[0] to endpoints[0].backends[1]), and variables cannot add list entries"}},
+		{"a header", map[string]string{"MANIFOLD_UPSTREAMS_USERS_HEADERS_X_API_KEY": "k"},
+			[]string{"MANIFOLD_UPSTREAMS_USERS_HEADERS_X_API_KEY is not a config key: upstreams.users.headers cannot be set from the environment (write ${VAR} in its values instead)"}},
+		{"nothing close", map[string]string{"MANIFOLD_NOPE": "1"},
+			[]string{"MANIFOLD_NOPE is not a config key and is ignored"}},
+		{"several, sorted by name", map[string]string{"MANIFOLD_LOG_LEVL": "debug", "MANIFOLD_DEMOO": "true"},
+			[]string{"MANIFOLD_DEMOO is not a config key; did you mean MANIFOLD_DEMO?", "MANIFOLD_LOG_LEVL is not a config key; did you mean MANIFOLD_LOG_LEVEL?"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			onlyProcessEnv(t, tc.env)
+			p := writeFile(t, t.TempDir(), "config.yaml", file)
+			cfg, err := config.Load(p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(cfg.Warnings, tc.want) {
+				t.Errorf("Warnings =\n%q\nwant\n%q", cfg.Warnings, tc.want)
+			}
+			if got := config.Warnings(cfg, nil); !slices.Equal(got, tc.want) {
+				t.Errorf("config.Warnings(cfg, nil) = %q", got)
+			}
+		})
+	}
+
+	t.Run("an invalid file still has its warnings", func(t *testing.T) {
+		onlyProcessEnv(t, map[string]string{"MANIFOLD_SERVER_ADRESS": ":9000", "MANIFOLD_SERVER_ADDRESS": "9000"})
+		p := writeFile(t, t.TempDir(), "config.yaml", file)
+		cfg, err := config.Load(p, nil)
+		ps := problemsOf(t, err)
+		if cfg != nil || len(ps) != 1 || ps[0].Path != "server.address" || err.Error() != ps.Error() {
+			t.Fatalf("Load = %v, %v", cfg, err)
+		}
+		want := []string{"MANIFOLD_SERVER_ADRESS is not a config key; did you mean MANIFOLD_SERVER_ADDRESS?"}
+		if got := config.Warnings(nil, err); !slices.Equal(got, want) {
+			t.Errorf("config.Warnings(nil, err) = %q, want %q", got, want)
+		}
+	})
+	t.Run("no warnings from an environment Load cannot list", func(t *testing.T) {
+		onlyProcessEnv(t, nil)
+		cfg := mustLoad(t, file, map[string]string{"MANIFOLD_SERVER_ADRESS": ":9000"})
+		if cfg.Warnings != nil {
+			t.Errorf("Warnings = %q", cfg.Warnings)
+		}
+	})
+	t.Run("no warnings for a file that is not YAML", func(t *testing.T) {
+		onlyProcessEnv(t, map[string]string{"MANIFOLD_SERVER_ADRESS": ":9000"})
+		_, err := config.Parse("c.yaml", []byte("server: [\n"), nil)
+		problemsOf(t, err)
+		if got := config.Warnings(nil, err); got != nil {
+			t.Errorf("Warnings = %q", got)
+		}
+	})
+}
+
 func TestEnvExpansion(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{

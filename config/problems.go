@@ -76,6 +76,8 @@ type collector struct {
 	env  map[string]string   // path -> the MANIFOLD_* variable that set it
 	seen map[string]bool
 	list Problems
+
+	warnings []string // returned with the config, or with the problems
 }
 
 func (c *collector) add(path, format string, args ...any) {
@@ -182,6 +184,36 @@ func parentPath(p string) string {
 	return p[:i]
 }
 
+// invalidFile is the error of an invalid file that also has warnings:
+// it reads as its problems, and errors.As and errors.Is find them.
+type invalidFile struct {
+	problems Problems
+	warnings []string
+}
+
+func (e *invalidFile) Error() string { return e.problems.Error() }
+func (e *invalidFile) Unwrap() error { return e.problems }
+
+// Warnings returns what Load or Parse noticed but does not refuse: a
+// MANIFOLD_* variable that names no key of the file (a typo, or a key of an
+// upstream or list entry the file does not have) is ignored, and each such
+// variable has a one-line warning saying so, with the variable meant when
+// one is close. They are cfg.Warnings when the file loaded, else those that
+// came with err (an invalid file can have warnings too); nil when there are
+// none. Only the process environment (env nil) can be listed, so a given
+// Getenv yields no warnings; MANIFOLD_CONFIG, which names the file, never
+// warns.
+func Warnings(cfg *Config, err error) []string {
+	if cfg != nil {
+		return cfg.Warnings
+	}
+	var inv *invalidFile
+	if errors.As(err, &inv) {
+		return inv.warnings
+	}
+	return nil
+}
+
 // result sorts the problems by their place in the file (line, then column,
 // then path, so that several problems on one line of a flow mapping come in
 // the same order every time, whatever order map iteration found them in) and
@@ -197,5 +229,8 @@ func (c *collector) result() error {
 		}
 		return a.Path < b.Path
 	})
+	if len(c.warnings) > 0 {
+		return &invalidFile{c.list, c.warnings}
+	}
 	return c.list
 }

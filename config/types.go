@@ -41,6 +41,12 @@ type Config struct {
 	Digest []byte `mapstructure:"-"`
 	// UpstreamNames lists the upstream names sorted, for stable iteration.
 	UpstreamNames []string `mapstructure:"-"`
+	// Warnings are what Load noticed but does not refuse, one line each,
+	// sorted: MANIFOLD_* variables that name no key and are ignored
+	// ("MANIFOLD_SERVER_ADRESS is not a config key; did you mean
+	// MANIFOLD_SERVER_ADDRESS?"). nil when there are none. See Warnings for
+	// an invalid file's.
+	Warnings []string `mapstructure:"-"`
 }
 
 // Server configures the main HTTP listener.
