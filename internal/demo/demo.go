@@ -1,10 +1,16 @@
 // Package demo provides sample upstream services that the Manifold gateway can
 // mount under /__demo/ when its config says `demo: true`, so that a fresh
 // checkout shows real aggregation (users, orders, recommendations, inventory,
-// echo) without starting any other process.
+// products, echo) without starting any other process. The services refer to
+// each other consistently: an order from /orders/{id} names a customer that
+// /users/{id} and /recommendations/{id} know and lines whose SKUs /products
+// and /inventory know, so call graphs (fetch an order, then its customer and
+// each line's product) can be demonstrated against them.
 //
 // Every answer is JSON and deterministic: values are derived from the request
 // id with an FNV hash, so the same id always yields byte-identical bodies.
+// Money is a JSON number with exactly two decimals and an order's tracking
+// number is an integer above 2^53, so exact number text is observable.
 // Every path also honours the fault-injection query knobs ?delay=, ?fail= and
 // ?status= (see knobs.go) so that timeouts, retries, circuit breakers and
 // partial responses can be demonstrated against it.
@@ -15,6 +21,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -36,12 +43,30 @@ var echoHeaders = []string{
 // upstreams from its own listener in demo mode; the gateway strips its
 // /__demo prefix before calling it, so the handler sees paths like /users/42.
 //
+// Services (GET and HEAD unless noted; any other method is a JSON 405):
+//
+//   - /users/{id}: a user; id is digits, not all zero.
+//   - /users/{id}/orders and /orders?user={id}: that user's order summaries.
+//   - /orders/{id}: one order with its customer, language, lines, total and
+//     tracking number; id is digits (not all zero) or "o-" and 1..13 of
+//     [0-9a-z] (not all zero).
+//   - /recommendations/{id}: three catalog products for user id.
+//   - /inventory/{sku}: stock for any sku of 1..64 of [A-Za-z0-9._-].
+//   - /products/{sku}?lang=en|de|fr: a catalog product, its title in lang
+//     (default en); a sku outside the catalog is a 404.
+//   - /status: {"service":"demo","ok":true}.
+//   - /echo (POST, PUT, PATCH, DELETE): reflects method, body and headers.
+//
+// Anything else is a JSON 404, and errors are {"error":"..."}.
+//
 // Each call builds a fresh, stateless handler; it is safe for concurrent use.
 func Handler() http.Handler {
 	mux := http.NewServeMux()
 	route(mux, "/users/{id}", getUser, http.MethodGet)
 	route(mux, "/users/{id}/orders", getUserOrders, http.MethodGet)
 	route(mux, "/orders", getOrders, http.MethodGet)
+	route(mux, "/orders/{id}", getOrder, http.MethodGet)
+	route(mux, "/products/{sku}", getProduct, http.MethodGet)
 	route(mux, "/recommendations/{id}", getRecommendations, http.MethodGet)
 	route(mux, "/inventory/{sku}", getInventory, http.MethodGet)
 	route(mux, "/status", getStatus, http.MethodGet)
@@ -98,6 +123,35 @@ func writeOrders(w http.ResponseWriter, id string) {
 		return
 	}
 	writeJSON(w, http.StatusOK, makeOrders(id))
+}
+
+func getOrder(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validOrderID(id) {
+		writeError(w, http.StatusNotFound, "order not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, makeOrderDetail(id))
+}
+
+// getProduct checks ?lang= before the sku, like the knobs: a bad request is
+// reported as such whatever it asks for. An absent or empty lang means en.
+func getProduct(w http.ResponseWriter, r *http.Request) {
+	lang := r.URL.Query().Get("lang")
+	if lang == "" {
+		lang = productLangs[0]
+	}
+	if !slices.Contains(productLangs, lang) {
+		writeError(w, http.StatusBadRequest, `invalid "lang": want en, de or fr`)
+		return
+	}
+	sku := r.PathValue("sku")
+	p, ok := makeProduct(sku, lang)
+	if !validSKU(sku) || !ok {
+		writeError(w, http.StatusNotFound, "product not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 func getRecommendations(w http.ResponseWriter, r *http.Request) {

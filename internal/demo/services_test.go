@@ -31,6 +31,10 @@ func TestDeterminism(t *testing.T) {
 		{"user orders", "/users/42/orders", "/users/43/orders"},
 		{"recommendations", "/recommendations/42", "/recommendations/43"},
 		{"inventory", "/inventory/SKU-1001", "/inventory/SKU-1002"},
+		{"order", "/orders/42", "/orders/43"},
+		{"order o-id", "/orders/o-dq8hmvcf", "/orders/o-dq8hmvcg"},
+		{"product", "/products/SKU-1003", "/products/SKU-1004"},
+		{"product lang", "/products/SKU-1003?lang=fr", "/products/SKU-1003?lang=de"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b, c := get(t, srv, tc.path), get(t, srv, tc.path), get(t, srv, tc.other)
@@ -320,6 +324,11 @@ func TestRouting(t *testing.T) {
 		{"POST on users", http.MethodPost, "/users/42", http.StatusMethodNotAllowed, "GET, HEAD"},
 		{"GET on echo", http.MethodGet, "/echo", http.StatusMethodNotAllowed, "POST, PUT, PATCH, DELETE"},
 		{"DELETE on status", http.MethodDelete, "/status", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"POST on order", http.MethodPost, "/orders/42", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"PUT on product", http.MethodPut, "/products/SKU-1003", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"empty order id", http.MethodGet, "/orders/", http.StatusNotFound, ""},
+		{"below an order", http.MethodGet, "/orders/42/lines", http.StatusNotFound, ""},
+		{"empty sku", http.MethodGet, "/products/", http.StatusNotFound, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := do(t, srv, tc.method, tc.path, nil, nil)
