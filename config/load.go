@@ -57,7 +57,7 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 			environ = append(environ, name)
 		}
 	}
-	c := &collector{file: name, pos: map[string]position{}}
+	c := &collector{file: name, pos: map[string]position{}, via: map[string]aliasOrigin{}}
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -74,6 +74,9 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 			return nil, c.result()
 		}
 		root = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	}
+	if !expandAliases(root, c) {
+		return nil, c.result()
 	}
 	// Problems found so far (unset variables, duplicate keys) do not stop the
 	// load: every problem in the file is reported at once.
@@ -189,7 +192,7 @@ func walkNode(n *yaml.Node, path string, c *collector, env Getenv) {
 			return ""
 		})
 	case yaml.AliasNode:
-		// Aliases point at nodes walked where they are defined.
+		// None are left: expandAliases replaced each with a copy.
 	}
 }
 

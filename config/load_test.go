@@ -895,6 +895,125 @@ func TestYAMLSyntax(t *testing.T) {
 	})
 }
 
+// ---- anchors, aliases and merge keys ----
+
+func TestMergeKeysAndAliases(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, `upstreams:
+  users: &defaults
+    url: http://users.test
+    timeout: 2s
+    retry: {attempts: 2}
+    headers: {X-Team: core}
+  recs: &fast
+    url: http://recs.test
+    timeout: 100ms
+  orders:
+    <<: *defaults
+    url: http://orders.test
+  payments:
+    <<: *defaults
+    url: http://payments.test
+    timeout: 500ms
+  search:
+    <<: [*fast, *defaults]
+    url: http://search.test
+    headers:
+      <<: {X-Team: search, X-Region: eu}
+      X-Key: k
+endpoints:
+  - &ep
+    path: /u/{id}
+    timeout: &t 1500ms
+    backends:
+      - {upstream: orders, path: "/orders/{id}"}
+  - path: /p/{id}
+    timeout: *t
+    backends: [{upstream: payments, path: "/payments/{id}"}, {upstream: search, path: /s}]
+`, nil)
+	type want struct {
+		url     string
+		timeout time.Duration
+		retries int
+		headers map[string]string
+	}
+	for name, w := range map[string]want{
+		"users":    {"http://users.test", 2 * time.Second, 2, map[string]string{"X-Team": "core"}},
+		"orders":   {"http://orders.test", 2 * time.Second, 2, map[string]string{"X-Team": "core"}},
+		"payments": {"http://payments.test", 500 * time.Millisecond, 2, map[string]string{"X-Team": "core"}},
+		"recs":     {"http://recs.test", 100 * time.Millisecond, 0, map[string]string{}},
+		// earlier maps of a merge list win, explicit keys win over all
+		"search": {"http://search.test", 100 * time.Millisecond, 2, map[string]string{"X-Team": "search", "X-Region": "eu", "X-Key": "k"}},
+	} {
+		u := cfg.Upstreams[name]
+		if u == nil {
+			t.Errorf("upstream %s missing (have %v)", name, cfg.UpstreamNames)
+			continue
+		}
+		got := want{u.URL, u.Timeout, u.Retry.Attempts, u.Headers}
+		if len(got.headers) == 0 {
+			got.headers = map[string]string{}
+		}
+		if !reflect.DeepEqual(got, w) {
+			t.Errorf("upstream %s = %+v, want %+v", name, got, w)
+		}
+	}
+	if got := cfg.Endpoints[1].Timeout; got != 1500*time.Millisecond {
+		t.Errorf("aliased scalar: endpoints[1].timeout = %v", got)
+	}
+
+	runProblemCases(t, []problemCase{
+		{name: "a bad value in a merged block, at the line it is written on", yaml: `upstreams:
+  users: &defaults
+    url: http://users.test
+    timeout: 3
+  orders:
+    <<: *defaults
+    url: http://orders.test
+endpoints:
+  - path: /u
+    backends: [{upstream: orders, path: /o}]
+`, path: "upstreams.orders.timeout", words: []string{`from *defaults (line 4): 3 is not a duration: give a unit, like "3s" or "3ms"`},
+			also: []string{"upstreams.users.timeout"}},
+		{name: "an unknown key in a merged block, and no cascade", yaml: `upstreams:
+  users: &defaults
+    url: http://users.test
+    timout: 1s
+  orders: {<<: *defaults, url: http://orders.test}
+endpoints:
+  - path: /u
+    backends: [{upstream: orders, path: /o}]
+`, path: "upstreams.orders.timout", words: []string{`from *defaults (line 4): unknown key "timout" (did you mean "timeout"?)`},
+			also: []string{"upstreams.users.timout"}},
+		{name: "an aliased scalar", yaml: "upstreams:\n  users: {url: \"http://u.test\", timeout: &t 3}\n  orders: {url: \"http://o.test\", timeout: *t}\nendpoints:\n" + validEndpoint,
+			path: "upstreams.orders.timeout", words: []string{`from *t (line 2): 3 is not a duration`}, also: []string{"upstreams.users.timeout"}},
+		{name: "an explicit key repeated is still a duplicate", yaml: "upstreams:\n  users: &d {url: \"http://u.test\"}\n  orders:\n    <<: *d\n    url: http://o.test\n    url: http://p.test\nendpoints:\n" + validEndpoint,
+			path: "upstreams.orders.url", words: []string{`duplicate key "url" (line 5 and line 6)`}},
+		{name: "a merge of a single value", yaml: "upstreams:\n  users: {url: \"http://u.test\", <<: 5}\nendpoints:\n" + validEndpoint,
+			path: "upstreams.users.<<", words: []string{`a merge key (<<) takes a map or a list of maps (<<: *defaults or <<: [*a, *b]), not a single value`}},
+		{name: "a merge of an aliased list", yaml: "x: &l [1]\nupstreams:\n  users: {url: \"http://u.test\", <<: *l}\nendpoints:\n" + validEndpoint,
+			path: "upstreams.users.<<", words: []string{`*l is a list; a merge key (<<) takes a map or a list of maps`}, also: []string{"x"}},
+		{name: "an alias inside its own anchor", yaml: "upstreams:\n  users: &u {url: \"http://u.test\", headers: {<<: *u}}\nendpoints:\n" + validEndpoint,
+			path: "upstreams.users.headers.<<", words: []string{`*u refers to a value that contains it`}},
+		{name: "aliases of an endpoint repeat it", yaml: withEndpoints("  - &ep {path: \"/u/{id}\", backends: [{upstream: users, path: \"/users/{id}\"}]}\n  - *ep\n"),
+			path: "endpoints[1].path", words: []string{"from *ep (line 5): GET /u/{id} is already served by endpoints[0]"}},
+	})
+
+	t.Run("aliases cannot blow the file up", func(t *testing.T) {
+		t.Parallel()
+		var b strings.Builder
+		b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+		for i := 1; i < 9; i++ {
+			fmt.Fprintf(&b, "a%d: &a%d [*a%d, *a%[3]d, *a%[3]d, *a%[3]d, *a%[3]d, *a%[3]d, *a%[3]d, *a%[3]d, *a%[3]d, *a%[3]d]\n", i, i, i-1)
+		}
+		_, err := config.Parse("bomb.yaml", []byte(b.String()), envOf(nil))
+		ps := problemsOf(t, err)
+		if len(ps) != 1 || ps[0].Path != config.RootPath || !strings.Contains(ps[0].Message, "aliases expand the file to more than") {
+			t.Fatalf("problems = %v", ps)
+		}
+	})
+}
+
 // ---- environment ----
 
 func TestEnvOverrides(t *testing.T) {

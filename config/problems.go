@@ -72,8 +72,9 @@ func (ps Problems) Is(target error) bool { return target == ErrInvalid }
 // Problem, so lookups by path never depend on the rendering.
 type collector struct {
 	file string
-	pos  map[string]position // where each path's key or list item is
-	env  map[string]string   // path -> the MANIFOLD_* variable that set it
+	pos  map[string]position    // where each path's key or list item is
+	env  map[string]string      // path -> the MANIFOLD_* variable that set it
+	via  map[string]aliasOrigin // path -> the alias or merge key that copied it
 	seen map[string]bool
 	list Problems
 
@@ -93,8 +94,26 @@ func (c *collector) add(path, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if name := c.envSource(path); name != "" {
 		msg = "from $" + name + ": " + msg
+	} else if from, ok := c.aliasSource(path); ok {
+		msg = from + msg
 	}
 	c.list = append(c.list, c.problem(path, msg))
+}
+
+// aliasSource says, for a value an alias or merge key copied to path (or
+// into a value above it), where it is written: "from *defaults (line 4): ".
+// The line is the copied value's (for a key inside it, that key's).
+func (c *collector) aliasSource(path string) (string, bool) {
+	for p := path; p != ""; p = parentPath(p) {
+		if o, ok := c.via[p]; ok {
+			line := o.line
+			if at, ok := c.pos[path]; ok && p != path {
+				line = at.line
+			}
+			return fmt.Sprintf("from %s (line %d): ", o.anchor, line), true
+		}
+	}
+	return "", false
 }
 
 // envSource names the MANIFOLD_* variable that set the value at path (or
