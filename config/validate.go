@@ -543,27 +543,36 @@ func register(engine *gin.Engine, ep *Endpoint) (reason string) {
 }
 
 // routeClash explains why ep cannot be routed beside the endpoints routed
-// before it, naming the one it clashes with when a single one does.
+// before it, naming the one it clashes with when a single one does. The
+// earlier endpoints whose paths hold another parameter name where ep's
+// holds one are asked first, so a file with many endpoints does not build
+// an engine for each.
 func routeClash(ep *Endpoint, routed []*Endpoint, reason string) string {
+	for _, prev := range routed {
+		if have, ok := paramClash(prev.Route, ep.Route); ok && prev.Method == ep.Method && pairReason(prev, ep) != "" {
+			return fmt.Sprintf("%s clashes with endpoints[%d].path %s: a path segment can hold only one parameter name; name it {%s} in both",
+				ep.Path, prev.Index, prev.Path, have)
+		}
+	}
 	for _, prev := range routed {
 		if prev.Method != ep.Method {
 			continue // each method has its own tree
 		}
-		engine := gin.New()
-		if register(engine, prev) != "" {
-			continue
+		if r := pairReason(prev, ep); r != "" {
+			return fmt.Sprintf("%s clashes with endpoints[%d].path %s: %s", ep.Path, prev.Index, prev.Path, userRouteSyntax(r))
 		}
-		pairReason := register(engine, ep)
-		if pairReason == "" {
-			continue
-		}
-		if have, ok := paramClash(prev.Route, ep.Route); ok {
-			return fmt.Sprintf("%s clashes with endpoints[%d].path %s: a path segment can hold only one parameter name; name it {%s} in both",
-				ep.Path, prev.Index, prev.Path, have)
-		}
-		return fmt.Sprintf("%s clashes with endpoints[%d].path %s: %s", ep.Path, prev.Index, prev.Path, userRouteSyntax(pairReason))
 	}
 	return fmt.Sprintf("%s cannot be routed beside the endpoints before it: %s", ep.Path, userRouteSyntax(reason))
+}
+
+// pairReason is the router's reason for refusing b beside a alone, "" when
+// it takes both.
+func pairReason(a, b *Endpoint) string {
+	engine := gin.New()
+	if register(engine, a) != "" {
+		return ""
+	}
+	return register(engine, b)
 }
 
 // paramClash finds the first path segment where routes a and b (router
