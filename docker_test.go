@@ -240,7 +240,7 @@ func TestImageRuns(t *testing.T) {
 	}
 	// The binary the Dockerfile's RUN builds, by the same script.
 	bin := filepath.Join(t.TempDir(), "manifold")
-	build := exec.Command("./scripts/build.sh", bin)
+	build := releaseBuild("./scripts/build.sh", bin)
 	build.Env = append(os.Environ(), "VERSION=image-test")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("scripts/build.sh: %v\n%s", err, out)
@@ -377,6 +377,22 @@ endpoints:
 			t.Errorf("exit %d after SIGTERM\n%s", code, logs.String())
 		}
 	})
+}
+
+// releaseBuild returns the command that runs the release build script to
+// write out. The e2e package's TestMain builds the same binary with the
+// same script, and go test runs the two packages at once; on a cold build
+// cache two concurrent builds each compile every package (the cache does
+// not share work in progress between processes), twice the CPU for one
+// result, inside this test's -timeout. Both builds therefore take the same
+// lock (flock(1), where it exists): whichever comes second links from a
+// warm cache in about a second. The lock goes with the flock process,
+// however the build ends.
+func releaseBuild(script, out string) *exec.Cmd {
+	if flock, err := exec.LookPath("flock"); err == nil {
+		return exec.Command(flock, filepath.Join(os.TempDir(), "manifold-release-build.lock"), script, out)
+	}
+	return exec.Command(script, out)
 }
 
 func runBounded(t *testing.T, cmd *exec.Cmd, limit time.Duration) error {

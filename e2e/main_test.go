@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	// The package directory is <root>/e2e; build exactly as a release does.
 	root, err := filepath.Abs("..")
 	if err == nil {
-		cmd := exec.Command(filepath.Join(root, "scripts", "build.sh"), binary)
+		cmd := releaseBuild(filepath.Join(root, "scripts", "build.sh"), binary)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "VERSION=e2e")
 		var out []byte
@@ -54,6 +54,21 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { _ = os.RemoveAll(tmp) }))
+}
+
+// releaseBuild returns the command that runs the release build script to
+// write out. The root package's TestImageRuns builds the same binary with
+// the same script, and go test runs the two packages at once; on a cold
+// build cache two concurrent builds each compile every package (the cache
+// does not share work in progress between processes), twice the CPU for
+// one result. Both builds therefore take the same lock (flock(1), where it
+// exists): whichever comes second links from a warm cache in about a
+// second. The lock goes with the flock process, however the build ends.
+func releaseBuild(script, out string) *exec.Cmd {
+	if flock, err := exec.LookPath("flock"); err == nil {
+		return exec.Command(flock, filepath.Join(os.TempDir(), "manifold-release-build.lock"), script, out)
+	}
+	return exec.Command(script, out)
 }
 
 // syncBuffer is a bytes.Buffer safe for the exec copier and test readers.
