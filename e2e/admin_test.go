@@ -32,6 +32,7 @@ endpoints:
 // only ReadHeaderTimeout, so net/http (no IdleTimeout, no ReadTimeout to fall
 // back on) held idle connections open for ever.
 func TestAdminListenerClosesIdleConnections(t *testing.T) {
+	t.Parallel()
 	p := startManifold(t, shortIdleConfig)
 	// The admin listener opens just after the main one: wait for it.
 	waitFor(t, 5*time.Second, 20*time.Millisecond, "the admin listener", func() (bool, string) {
@@ -45,6 +46,7 @@ func TestAdminListenerClosesIdleConnections(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	for _, l := range []struct{ name, addr string }{{"admin", p.admin}, {"main", p.addr}} {
 		t.Run(l.name, func(t *testing.T) {
+			t.Parallel()
 			conn, err := net.DialTimeout("tcp", l.addr, time.Second)
 			if err != nil {
 				t.Fatal(err)

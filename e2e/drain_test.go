@@ -40,6 +40,7 @@ endpoints:
 `
 
 func TestDrainFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
 	const (
 		n          = 6
 		drainDelay = 700 * time.Millisecond
@@ -208,6 +209,7 @@ func TestDrainFinishesInFlightRequests(t *testing.T) {
 }
 
 func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
 	p := startManifold(t, strings.Replace(drainConfig, "drain_delay: 700ms", "drain_delay: 30s", 1))
 	p.Signal(sigterm)
 	// The first signal has been handled once readiness is 503.
@@ -236,6 +238,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 // A raw connection is used because net/http's client would silently retry a
 // GET on a connection the server closed, hiding exactly this failure.
 func TestDrainKeepsIdleKeepAliveConnectionsUsable(t *testing.T) {
+	t.Parallel()
 	p := startManifold(t, drainConfig)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(p.URL(), "http://"))
 	if err != nil {
@@ -281,6 +284,7 @@ func TestDrainKeepsIdleKeepAliveConnectionsUsable(t *testing.T) {
 // in-flight requests are finishing, a SIGHUP (say, from a config tool) must
 // neither reload nor cut those requests short.
 func TestSIGHUPDuringShutdownIsIgnored(t *testing.T) {
+	t.Parallel()
 	p := startManifold(t, strings.Replace(drainConfig, "drain_delay: 700ms", "drain_delay: 100ms", 1))
 	type answer struct {
 		code int

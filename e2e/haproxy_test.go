@@ -191,6 +191,7 @@ func (h *haproxy) waitStatus(t *testing.T, name, status string, timeout time.Dur
 }
 
 func TestRollingRestartBehindHAProxy(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("haproxy not in PATH, and CI is expected to install it: %v", err)

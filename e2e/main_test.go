@@ -2,6 +2,11 @@
 // process and checks its operational behaviour from the outside: draining on
 // SIGTERM, reloads, access logs, the CLI subcommands and a rolling restart
 // behind HAProxy. Everything listens on 127.0.0.1 only.
+//
+// Each test starts its own processes on fresh ports, and most of its time
+// is spent waiting on real timers (drain_delay, idle_timeout, slow demo
+// answers, HAProxy's checks), so the tests run in parallel (t.Parallel)
+// and their waits overlap instead of adding up.
 package e2e_test
 
 import (

@@ -60,7 +60,9 @@ func statusOf(p *proc, path string) func() (bool, string) {
 }
 
 func TestReload(t *testing.T) {
+	t.Parallel()
 	t.Run("FileRewriteSwapsRoutes", func(t *testing.T) {
+		t.Parallel()
 		p := startManifold(t, reloadHead+oldEndpoint)
 		if code, body := mustGet(t, p, "/old/1"); code != http.StatusOK {
 			t.Fatalf("/old/1 before reload = %d %s", code, body)
@@ -124,6 +126,7 @@ func TestReload(t *testing.T) {
 	})
 
 	t.Run("InvalidEditKeepsRunningConfig", func(t *testing.T) {
+		t.Parallel()
 		p := startManifold(t, reloadHead+oldEndpoint)
 		// An unknown key under upstreams.users.
 		bad := strings.Replace(reloadHead, "    timeout: 2s\n", "    timeout: 2s\n    retries: 3\n", 1) + newEndpoint
@@ -154,6 +157,7 @@ func TestReload(t *testing.T) {
 	})
 
 	t.Run("SIGHUP", func(t *testing.T) {
+		t.Parallel()
 		// The config path is a symlink into another directory, and the edit
 		// is made in place on the target: the file watcher (which watches
 		// the symlink's directory) sees no event, so only SIGHUP can
@@ -194,6 +198,7 @@ func TestReload(t *testing.T) {
 	})
 
 	t.Run("BreakerStateKeptAcrossReload", func(t *testing.T) {
+		t.Parallel()
 		var hits atomic.Int64
 		flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			hits.Add(1)
