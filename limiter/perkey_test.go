@@ -20,6 +20,7 @@ func keys(prefix string, n int) []string {
 }
 
 func TestDefaultIdle(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name  string
 		rps   float64
@@ -43,6 +44,7 @@ func TestDefaultIdle(t *testing.T) {
 }
 
 func TestSweepEvictsIdleFullBuckets(t *testing.T) {
+	t.Parallel()
 	const n = 100_000
 	p := limiter.NewPerKey(10, 5) // refill 500ms, idle 1m
 	refill := 500 * time.Millisecond
@@ -79,6 +81,7 @@ func TestSweepEvictsIdleFullBuckets(t *testing.T) {
 }
 
 func TestSweepKeepsUsedAndUnfilledBuckets(t *testing.T) {
+	t.Parallel()
 	type use struct {
 		key   string
 		at    time.Duration
@@ -149,6 +152,7 @@ func TestSweepKeepsUsedAndUnfilledBuckets(t *testing.T) {
 // Without any Sweep call, shards evict idle buckets on their own during
 // AllowAt, once per sweep interval.
 func TestLazyEviction(t *testing.T) {
+	t.Parallel()
 	const old, recent, late = 100_000, 10_000, 10_000
 	p := limiter.NewPerKey(10, 5) // refill 500ms, idle 1m, sweep interval 30s
 	idle := p.Idle()
@@ -179,6 +183,7 @@ func TestLazyEviction(t *testing.T) {
 // Churn through several waves of clients: the tracked set follows the live
 // clients instead of growing with everyone ever seen.
 func TestMemoryBoundedUnderChurn(t *testing.T) {
+	t.Parallel()
 	p := limiter.NewPerKey(100, 10, limiter.WithIdle(time.Minute))
 	const perWave = 20_000
 	for wave := range 10 {
@@ -193,6 +198,7 @@ func TestMemoryBoundedUnderChurn(t *testing.T) {
 }
 
 func TestLongKeys(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", 10_000)
 	cases := []struct {
 		name     string
@@ -225,6 +231,7 @@ func TestLongKeys(t *testing.T) {
 }
 
 func TestConcurrentStress(t *testing.T) {
+	t.Parallel()
 	const goroutines, calls, nkeys = 8, 20_000, 10_000
 	ks := keys("10.0.", nkeys)
 	// Goroutine g walks all keys from its own offset, so every key gets
@@ -234,18 +241,26 @@ func TestConcurrentStress(t *testing.T) {
 	const perKey = goroutines * calls / nkeys
 
 	// run hammers l from all goroutines while an extra goroutine sweeps and
-	// checks Len, and returns how many calls were allowed.
-	run := func(t *testing.T, l limiter.Limiter, clock func() time.Time) int64 {
+	// checks Len, and returns how many calls were allowed. The sweeps are
+	// paced by the workers' progress: each worker makes a sweep due after
+	// every sweepEach of its calls (sweeps that fall due while one runs are
+	// merged), so there are at most goroutines*calls/sweepEach of them. A
+	// sweeper spinning flat out would do more work the slower the machine,
+	// taking CPU from the workers and stretching the test under load. The
+	// workers never wait for it, so sweeps still run concurrently with
+	// their calls.
+	run := func(t *testing.T, l limiter.Limiter, clock func() time.Time, sweepEach int) int64 {
 		var allowedN atomic.Int64
 		var workers, sweeper sync.WaitGroup
 		stop := make(chan struct{})
+		due := make(chan struct{}, 1)
 		if p, ok := l.(*limiter.PerKey); ok {
 			sweeper.Go(func() {
 				for {
 					select {
 					case <-stop:
 						return
-					default:
+					case <-due:
 					}
 					p.Sweep(clock())
 					if n := p.Len(); n > nkeys {
@@ -260,6 +275,12 @@ func TestConcurrentStress(t *testing.T) {
 				for i := range calls {
 					if l.AllowAt(keyFor(g, i), clock()).Allowed {
 						allowedN.Add(1)
+					}
+					if i%sweepEach == sweepEach-1 {
+						select {
+						case due <- struct{}{}:
+						default:
+						}
 					}
 				}
 			})
@@ -282,7 +303,7 @@ func TestConcurrentStress(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				if got := run(t, c.l, fixed); got != c.want {
+				if got := run(t, c.l, fixed, 1000); got != c.want {
 					t.Fatalf("allowed %d, want exactly %d", got, c.want)
 				}
 				if p, ok := c.l.(*limiter.PerKey); ok && p.Len() != nkeys {
@@ -296,20 +317,22 @@ func TestConcurrentStress(t *testing.T) {
 	// slightly out-of-order times and the sweeper evicts concurrently.
 	t.Run("moving clock with concurrent sweeps", func(t *testing.T) {
 		cases := []struct {
-			name  string
-			rps   float64
-			burst int
-			idle  time.Duration
+			name      string
+			rps       float64
+			burst     int
+			idle      time.Duration
+			sweepEach int // calls per worker between sweeps
 		}{
-			{"slow refill", 10, 5, 0},
-			{"constant eviction", 1e6, 1, time.Nanosecond},
+			{"slow refill", 10, 5, 0, 1000},
+			// Every sweep empties the map, so sweeps are cheap: many more.
+			{"constant eviction", 1e6, 1, time.Nanosecond, 200},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				var ticks atomic.Int64
 				clock := func() time.Time { return at(time.Duration(ticks.Add(1)) * time.Microsecond) }
 				p := limiter.NewPerKey(c.rps, c.burst, limiter.WithIdle(c.idle))
-				got := run(t, p, clock)
+				got := run(t, p, clock, c.sweepEach)
 				// Every key gets at least its burst; at most its burst plus
 				// what the elapsed synthetic time refilled (eviction of full
 				// buckets must not hand out anything extra).
