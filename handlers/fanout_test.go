@@ -125,6 +125,7 @@ endpoints:
 }
 
 func TestDeterministicMergeInConfigOrder(t *testing.T) {
+	t.Parallel() // 50 requests with up to 15ms of jitter each
 	jitter := func(v string) string {
 		return upstream(t, func(w http.ResponseWriter, r *http.Request) {
 			wait(r.Context(), time.Duration(rand.IntN(15))*time.Millisecond)
@@ -169,6 +170,7 @@ func TestFailureStatusMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // three cases wait out the 300ms endpoint timeout
 			base := gateway(t, fmt.Sprintf(`
 upstreams:
   first: {url: "{{first}}", timeout: 2s}

@@ -283,6 +283,7 @@ func TestPassthroughThatBreaksOff(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // a case can wait out the 500ms upstream timeout
 			release := make(chan struct{})
 			defer close(release)
 			up := upstream(t, func(w http.ResponseWriter, r *http.Request) {

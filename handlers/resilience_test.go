@@ -4,13 +4,22 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/manifold-gw/manifold/handlers"
 )
 
 func rateLimited(t *testing.T, rateLimit, trusted string) string {
 	t.Helper()
-	return gateway(t, fmt.Sprintf(`
+	base, _ := rateLimitedGateway(t, rateLimit, trusted)
+	return base
+}
+
+func rateLimitedGateway(t *testing.T, rateLimit, trusted string) (string, *handlers.Gateway) {
+	t.Helper()
+	return gatewayWith(t, fmt.Sprintf(`
 server:
   trusted_proxies: %s
 upstreams:
@@ -19,11 +28,34 @@ endpoints:
   - path: /e
     rate_limit: %s
     backends: [{upstream: u, path: /}]
-`, trusted, rateLimit), map[string]string{"u": jsonUpstream(t, 0, `{"ok":true}`)})
+`, trusted, rateLimit), map[string]string{"u": jsonUpstream(t, 0, `{"ok":true}`)}, handlers.Options{})
 }
 
+// testClock is a synthetic clock for rate limits (see
+// handlers.SetRateLimitClock): it moves only when the test advances it.
+type testClock struct{ ns atomic.Int64 }
+
+var clockStart = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (c *testClock) Now() time.Time          { return clockStart.Add(time.Duration(c.ns.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *testClock) Elapsed() time.Duration  { return time.Duration(c.ns.Load()) }
+
+// rateLimitedAt is rateLimited with the limit on clock instead of the wall
+// clock.
+func rateLimitedAt(t *testing.T, rateLimit string, clock *testClock) string {
+	t.Helper()
+	base, gw := rateLimitedGateway(t, rateLimit, "[]")
+	handlers.SetRateLimitClock(gw, clock.Now)
+	return base
+}
+
+// The limit runs on a synthetic clock: on the wall clock a slow machine
+// could refill a token between the burst and the request meant to be
+// refused, and recovery could only be polled for.
 func TestRateLimitBurstRefusalRecovery(t *testing.T) {
-	base := rateLimited(t, "{rps: 5, burst: 2}", "[]")
+	clock := &testClock{}
+	base := rateLimitedAt(t, "{rps: 5, burst: 2}", clock)
 	for i := range 2 {
 		a := get(t, base+"/e")
 		if a.status != 200 {
@@ -38,30 +70,50 @@ func TestRateLimitBurstRefusalRecovery(t *testing.T) {
 		t.Fatalf("over the burst: %d", a.status)
 	}
 	a.errorOf(t)
-	// 5 rps: the next token is at most 200ms away, so Retry-After rounds up
-	// to the minimum of 1 second.
+	// 5 rps: the next token is 200ms away, so Retry-After rounds up to the
+	// minimum of 1 second.
 	if ra := a.header.Get("Retry-After"); ra != "1" {
 		t.Errorf("Retry-After %q, want 1", ra)
 	}
-	// Recovery: a token comes back within the refill interval (200ms).
-	deadline := time.Now().Add(2 * time.Second)
-	for get(t, base+"/e").status != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("no recovery 2s after refusal at 5 rps")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if rem := a.header.Get("RateLimit-Remaining"); rem != "0" {
+		t.Errorf("RateLimit-Remaining %q on a refusal, want 0", rem)
+	}
+	// Recovery: a token comes back after the refill interval (200ms), and
+	// not a moment before.
+	clock.Advance(199 * time.Millisecond)
+	if a := get(t, base+"/e"); a.status != 429 {
+		t.Fatalf("%v after the refusal (refill interval 200ms): %d, want 429", clock.Elapsed(), a.status)
+	}
+	clock.Advance(time.Millisecond)
+	if a := get(t, base+"/e"); a.status != 200 || a.header.Get("RateLimit-Remaining") != "0" {
+		t.Fatalf("%v after the refusal (refill interval 200ms): %d, RateLimit headers %v; want 200 with 0 remaining",
+			clock.Elapsed(), a.status, a.header)
+	}
+	if a := get(t, base+"/e"); a.status != 429 {
+		t.Fatalf("the recovered token served twice: %d", a.status)
 	}
 }
 
 func TestRetryAfterReflectsTheBucket(t *testing.T) {
-	base := rateLimited(t, "{rps: 0.25, burst: 1}", "[]") // one token per 4s
+	clock := &testClock{}
+	base := rateLimitedAt(t, "{rps: 0.25, burst: 1}", clock) // one token per 4s
 	get(t, base+"/e")
-	a := get(t, base+"/e")
-	if a.status != 429 {
-		t.Fatalf("status %d", a.status)
-	}
-	if ra, _ := strconv.Atoi(a.header.Get("Retry-After")); ra < 3 || ra > 4 {
-		t.Errorf("Retry-After %q, want 4 (or 3 on a slow machine)", a.header.Get("Retry-After"))
+	for _, c := range []struct {
+		later time.Duration // since the token was taken
+		want  string
+	}{
+		{0, "4"},
+		{1500 * time.Millisecond, "3"}, // 2.5s to go, rounded up
+		{3999 * time.Millisecond, "1"},
+	} {
+		clock.Advance(c.later - clock.Elapsed())
+		a := get(t, base+"/e")
+		if a.status != 429 {
+			t.Fatalf("%v after the token was taken: status %d", c.later, a.status)
+		}
+		if ra := a.header.Get("Retry-After"); ra != c.want {
+			t.Errorf("%v after the token was taken: Retry-After %q, want %s", c.later, ra, c.want)
+		}
 	}
 }
 
