@@ -55,8 +55,12 @@ endpoints:
 // Both clients, lean (the default) and stdlib, must classify every failure
 // the same way.
 func TestFetchClassifiesFailures(t *testing.T) {
+	t.Parallel() // each client waits out two 100ms timeouts
 	for _, client := range []string{"lean", "stdlib"} {
-		t.Run(client, func(t *testing.T) { classifiesFailures(t, client) })
+		t.Run(client, func(t *testing.T) {
+			t.Parallel()
+			classifiesFailures(t, client)
+		})
 	}
 }
 

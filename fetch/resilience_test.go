@@ -85,6 +85,7 @@ endpoints:
 `
 
 func TestBreakerLifecycle(t *testing.T) {
+	t.Parallel() // waits out open_timeout twice
 	up := &switchable{}
 	eps, ups := endpoints(t, breakerYAML, map[string]string{"u": serve(t, up.handler)})
 	u := ups["u"]
@@ -144,6 +145,7 @@ func TestBreakerLifecycle(t *testing.T) {
 }
 
 func TestBreakerHalfOpenAdmitsOnlyTheProbes(t *testing.T) {
+	t.Parallel() // waits out open_timeout and the probes' timeouts
 	up := &switchable{}
 	up.status.Store(500)
 	eps, ups := endpoints(t, breakerYAML, map[string]string{"u": serve(t, up.handler)})
@@ -216,6 +218,7 @@ func hanging(t *testing.T) (hits *atomic.Int32, url string) {
 }
 
 func TestBreakerCountsTimeoutsClippedByTheEndpoint(t *testing.T) {
+	t.Parallel() // five 150ms timeouts in a row
 	// The upstream's timeout is the default 1s but the endpoint allows
 	// 150ms, so every call is cut by the endpoint's deadline. SPEC §4.6
 	// excludes only 4xx answers and client cancellations from the
@@ -240,6 +243,7 @@ endpoints: [{path: /e, timeout: 150ms, backends: [{upstream: u, path: /}]}]
 }
 
 func TestBreakerCountsItsOwnTimeouts(t *testing.T) {
+	t.Parallel() // a 50ms timeout
 	// The upstream's own timeout, fully spent, counts as well.
 	_, url := hanging(t)
 	eps, ups := endpoints(t, `
@@ -321,7 +325,8 @@ endpoints: [{path: /e, timeout: 5s, backends: [{upstream: u, path: /}]}]
 }
 
 func TestRetries(t *testing.T) {
-	flaky := func(failures int32, code int) (*atomic.Int32, string) {
+	t.Parallel() // cases wait out upstream timeouts
+	flaky := func(t *testing.T, failures int32, code int) (*atomic.Int32, string) {
 		var n atomic.Int32
 		return &n, serve(t, func(w http.ResponseWriter, r *http.Request) {
 			if n.Add(1) <= failures {
@@ -356,7 +361,8 @@ func TestRetries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hits, url := flaky(tt.failures, tt.code)
+			t.Parallel()
+			hits, url := flaky(t, tt.failures, tt.code)
 			eps, _ := endpoints(t, fmt.Sprintf(`
 upstreams:
   u: {url: "{{u}}", timeout: %s, retry: {attempts: %d, backoff: 5ms}}
@@ -375,6 +381,7 @@ endpoints:
 }
 
 func TestRelayRetriesOrRelays5xx(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		upTimeout  string
