@@ -71,6 +71,9 @@ type run struct {
 	// IdleCPUMillis is the CPU the other gateway(s), idle on the same core,
 	// used during this run: a check that they did not disturb it.
 	IdleCPUMillis float64 `json:"idle_gateways_cpu_ms"`
+	// Load1 is the machine's 1-minute load average at the end of the run:
+	// other work on the machine shows here (rps and latency feel it first).
+	Load1 float64 `json:"load1_after"`
 }
 
 type result struct {
@@ -194,8 +197,9 @@ func main() {
 					r.CPUMicros = float64(cpu) * (1e6 / clockTicks) / float64(r.Requests)
 				}
 				r.PeakRSSBytes = t.p.peakRSS()
-				log.Printf("%s %s run %d: %.0f rps, p50 %.2fms p99 %.2fms, %.1f µs CPU/req, errors %d, peak RSS %.1f MB, idle gateways %.0f ms CPU",
-					sc.ID, t.name, i+1, r.RPS, r.P50Millis, r.P99Millis, r.CPUMicros, r.Errors, float64(r.PeakRSSBytes)/1e6, r.IdleCPUMillis)
+				r.Load1, _ = strconv.ParseFloat(strings.Fields(loadavg() + " 0")[0], 64)
+				log.Printf("%s %s run %d: %.0f rps, p50 %.2fms p99 %.2fms, %.1f µs CPU/req, errors %d, peak RSS %.1f MB, idle gateways %.0f ms CPU, load %.2f",
+					sc.ID, t.name, i+1, r.RPS, r.P50Millis, r.P99Millis, r.CPUMicros, r.Errors, float64(r.PeakRSSBytes)/1e6, r.IdleCPUMillis, r.Load1)
 				t.res.Runs = append(t.res.Runs, r)
 			}
 		}
@@ -497,6 +501,7 @@ func summarise(runs []run) (med, lo, hi run) {
 	set(func(r run) float64 { return r.CPUMicros }, func(r *run, v float64) { r.CPUMicros = v })
 	set(func(r run) float64 { return float64(r.PeakRSSBytes) }, func(r *run, v float64) { r.PeakRSSBytes = int64(v) })
 	set(func(r run) float64 { return r.IdleCPUMillis }, func(r *run, v float64) { r.IdleCPUMillis = v })
+	set(func(r run) float64 { return r.Load1 }, func(r *run, v float64) { r.Load1 = v })
 	return med, lo, hi
 }
 

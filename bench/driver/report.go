@@ -215,17 +215,17 @@ func markdown(rep report) string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("All measurements of this run. CPU = the measured process's utime+stime per request; ×S1 = that ÷ this run's S1 median. Idle = CPU the other gateway, idle on the same core, used meanwhile.\n\n")
-	b.WriteString("| scenario | measured | rps | p50 ms | p90 ms | p99 ms | errors | CPU µs/req | CPU ×S1 | peak RSS MB | idle ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("All measurements of this run. CPU = the measured process's utime+stime per request; ×S1 = that ÷ this run's S1 median. Idle = CPU the other gateway, idle on the same core, used meanwhile; load = the 1-minute load average after each run (min–max).\n\n")
+	b.WriteString("| scenario | measured | rps | p50 ms | p90 ms | p99 ms | errors | CPU µs/req | CPU ×S1 | peak RSS MB | idle ms | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.Results {
 		m, l, h := r.Median, r.Min, r.Max
 		x := "—"
 		if unit > 0 {
 			x = fmt.Sprintf("%.2f", m.CPUMicros/unit)
 		}
-		fmt.Fprintf(&b, "| %s %s | %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %.2f (%.2f–%.2f) | %d | **%.1f** (%.1f–%.1f) | %s | %.1f | %.0f |\n",
+		fmt.Fprintf(&b, "| %s %s | %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %.2f (%.2f–%.2f) | %d | **%.1f** (%.1f–%.1f) | %s | %.1f | %.0f | %.1f–%.1f |\n",
 			r.Scenario.ID, r.Scenario.Name, label(r.Gateway), m.RPS, l.RPS, h.RPS, m.P50Millis, m.P90Millis, m.P99Millis, l.P99Millis, h.P99Millis,
-			h.Errors, m.CPUMicros, l.CPUMicros, h.CPUMicros, x, float64(m.PeakRSSBytes)/1e6, m.IdleCPUMillis)
+			h.Errors, m.CPUMicros, l.CPUMicros, h.CPUMicros, x, float64(m.PeakRSSBytes)/1e6, m.IdleCPUMillis, l.Load1, h.Load1)
 	}
 	return b.String()
 }
