@@ -19,6 +19,7 @@ import (
 // fails promptly with an error wrapping the context's error, and the
 // upstream, blocked reading, sees the connection close.
 func TestCancellation(t *testing.T) {
+	t.Parallel()
 	const after = 150 * time.Millisecond
 	phases := []struct {
 		name   string
@@ -94,6 +95,7 @@ func TestCancellation(t *testing.T) {
 	for _, ph := range phases {
 		for _, how := range []string{"cancel", "deadline"} {
 			t.Run(ph.name+"/"+how, func(t *testing.T) {
+				t.Parallel() // each case waits for its context to end
 				closedAt := make(chan time.Time, 1)
 				srv := newRawServer(t, func(rc *rawConn) {
 					ph.server(rc)
@@ -164,6 +166,7 @@ func bodyCall(ctx context.Context, c *Client) error {
 
 // TestCanceledBeforeDo: an ended context fails the call without dialing.
 func TestCanceledBeforeDo(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, func(rc *rawConn) {})
 	c := srv.client(t, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -179,6 +182,7 @@ func TestCanceledBeforeDo(t *testing.T) {
 // TestCancelAfterBodyEnd: cancelling the context after the body was read
 // does not harm the pooled connection (the context was detached at EOF).
 func TestCancelAfterBodyEnd(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, serveEach(func(int, *http.Request) string { return okResponse }))
 	c := srv.client(t, Options{})
 	ctx, cancel := context.WithCancel(context.Background())

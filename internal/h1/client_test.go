@@ -17,6 +17,7 @@ import (
 // line, Host, caller headers verbatim, Content-Length for a body (and for
 // a bodiless POST/PUT/PATCH); framing headers from the caller are dropped.
 func TestRequestWire(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		req  Request
@@ -68,6 +69,7 @@ func TestRequestWire(t *testing.T) {
 // TestInvalidRequest: anything that could inject a line, a header or a
 // request is refused before a connection is made.
 func TestInvalidRequest(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, serveEach(func(int, *http.Request) string { return okResponse }))
 	c := srv.client(t, Options{})
 	ok := Request{Method: "GET", Host: "h", RequestURI: "/"}
@@ -125,6 +127,7 @@ func TestInvalidRequest(t *testing.T) {
 // TestFramingLoopback: the framings on a real socket, and whether the
 // connection is reused for the next request (counted by the server).
 func TestFramingLoopback(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		method    string
@@ -193,6 +196,7 @@ func TestFramingLoopback(t *testing.T) {
 // TestMalformedLoopback: each malformed response fails the call with
 // ErrMalformedResponse and the server sees the connection closed.
 func TestMalformedLoopback(t *testing.T) {
+	t.Parallel()
 	for _, tc := range malformedResponses {
 		if strings.HasSuffix(tc.name, "cut short") {
 			continue // needs the server to close: TestTruncatedBodyLoopback
@@ -226,6 +230,7 @@ func TestMalformedLoopback(t *testing.T) {
 // TestTruncatedBodyLoopback: the server closes mid-body: the read fails
 // with io.ErrUnexpectedEOF and the next call dials afresh.
 func TestTruncatedBodyLoopback(t *testing.T) {
+	t.Parallel()
 	for _, resp := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
@@ -264,6 +269,7 @@ func TestTruncatedBodyLoopback(t *testing.T) {
 // connection back for another request (which would read the extra bytes as
 // its answer).
 func TestExtraBytesNotPooled(t *testing.T) {
+	t.Parallel()
 	t.Run("buffered with the response", func(t *testing.T) {
 		closed := make(chan error, 1)
 		srv := newRawServer(t, func(rc *rawConn) {
@@ -367,6 +373,7 @@ func TestCloseEarlyLoopback(t *testing.T) {
 // TestConnectionCloseInRequest: a request saying Connection: close does not
 // leave its connection in the pool.
 func TestConnectionCloseInRequest(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, serveEach(func(int, *http.Request) string { return okResponse }))
 	c := srv.client(t, Options{})
 	req := &Request{Method: "GET", Host: "h", RequestURI: "/", Header: http.Header{"Connection": {"close"}}}
@@ -381,6 +388,7 @@ func TestConnectionCloseInRequest(t *testing.T) {
 // TestStaleConnection: the server drops a pooled connection. What is sent
 // again, and what is not, follows the replay rule (see Request.replayable).
 func TestStaleConnection(t *testing.T) {
+	t.Parallel()
 	// dropSecond: connection 0 answers its first request, then reads the
 	// next one and closes without answering (the keep-alive race where the
 	// server gave up on the connection just as the request arrived).
@@ -494,6 +502,7 @@ func TestStaleConnection(t *testing.T) {
 // CloseIdleConnections closes the pooled ones; IdleTimeout expires them,
 // also when nobody calls again.
 func TestPoolLimits(t *testing.T) {
+	t.Parallel()
 	t.Run("MaxIdleConns", func(t *testing.T) {
 		const calls = 5
 		var closedConns atomic.Int32
@@ -593,6 +602,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // TestReadAfterClose: a closed body says so, and never reads the
 // connection's next response.
 func TestReadAfterClose(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, serveEach(func(int, *http.Request) string { return okResponse }))
 	c := srv.client(t, Options{})
 	resp, err := c.Do(context.Background(), &Request{Method: "GET", RequestURI: "/"})
@@ -610,6 +620,7 @@ func TestReadAfterClose(t *testing.T) {
 // TestConcurrentUse hammers one client from many goroutines, some calls
 // cancelled at random points, under the race detector.
 func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, serveEach(func(i int, _ *http.Request) string {
 		if i%3 == 0 {
 			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
@@ -649,6 +660,7 @@ func TestConcurrentUse(t *testing.T) {
 // TestMaxHeaderBytes: Options.MaxHeaderBytes bounds the head, interim
 // responses included.
 func TestMaxHeaderBytes(t *testing.T) {
+	t.Parallel()
 	big := "HTTP/1.1 200 OK\r\nX-Pad: " + strings.Repeat("p", 200) + "\r\nContent-Length: 2\r\n\r\nok"
 	interim := strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", 5) + okResponse
 	for _, tc := range []struct {

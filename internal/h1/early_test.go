@@ -63,6 +63,7 @@ func (sc *serverConn) write(s string) error {
 // reading (with or without Connection: close). The connection is not
 // reused: the request was cut short on the wire.
 func TestEarlyAnswer(t *testing.T) {
+	t.Parallel()
 	const timeout = 10 * time.Second
 	behaviours := []struct {
 		name  string
@@ -78,6 +79,7 @@ func TestEarlyAnswer(t *testing.T) {
 			for _, bh := range behaviours {
 				name := fmt.Sprintf("tls=%v/%d/%s", useTLS, status, bh.name)
 				t.Run(name, func(t *testing.T) {
+					t.Parallel()
 					done := make(chan struct{})
 					answer := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Length: 9\r\n", status, http.StatusText(status))
 					if !bh.keep {
@@ -135,6 +137,7 @@ func readBody(br *bufio.Reader, req *http.Request) (int64, error) {
 // with keep-alive and then reads the rest (as nginx's return and net/http's
 // server do) gets the whole body too, and the connection is reused.
 func TestLargePost(t *testing.T) {
+	t.Parallel()
 	for _, useTLS := range []bool{false, true} {
 		for _, mode := range []string{"read then answer", "100 Continue, read, answer", "answer early, then read"} {
 			t.Run(fmt.Sprintf("tls=%v/%s", useTLS, mode), func(t *testing.T) {
@@ -194,6 +197,7 @@ func TestLargePost(t *testing.T) {
 // (the server read part of it, then stopped): Do returns the context's
 // error promptly and the server sees the connection close.
 func TestCancelMidBody(t *testing.T) {
+	t.Parallel()
 	for _, useTLS := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
 			readSome, callEnded := make(chan struct{}), make(chan struct{})
@@ -251,6 +255,7 @@ func TestCancelMidBody(t *testing.T) {
 // write fails (EPIPE or ECONNRESET). The answer, already in the socket, is
 // still read and returned.
 func TestEarlyAnswerSmallBody(t *testing.T) {
+	t.Parallel()
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
@@ -310,6 +315,7 @@ func TestEarlyAnswerSmallBody(t *testing.T) {
 // connection is reused. For a larger one it answers with Connection: close:
 // the answer is returned at once.
 func TestEarlyAnswerNetHTTPServer(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not today", http.StatusUnauthorized)
 	}))

@@ -30,6 +30,7 @@ func countConns(srv *httptest.Server) *atomic.Int32 {
 // http/1.1 by ALPN even to a server that prefers h2, and reuses the
 // connection.
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || r.ProtoMajor != 1 || r.TLS.NegotiatedProtocol != "http/1.1" {
 			http.Error(w, "want HTTP/1.1 over TLS, got "+r.Proto+" alpn "+r.TLS.NegotiatedProtocol, 400)
@@ -72,6 +73,7 @@ func TestTLS(t *testing.T) {
 // body it gets anyway (dropping Content-Encoding and Content-Length, whose
 // values describe the encoded bytes), and still reuses the connection.
 func TestGzip(t *testing.T) {
+	t.Parallel()
 	small := `{"user":{"id":42,"name":"Ada"}}`
 	large := strings.Repeat(`{"k":"v"},`, 20000)
 	var sawAcceptEncoding atomic.Bool
@@ -139,6 +141,7 @@ func TestGzip(t *testing.T) {
 
 // TestNoRedirects: a 3xx is the answer, not an instruction.
 func TestNoRedirects(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)

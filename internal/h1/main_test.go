@@ -8,6 +8,12 @@ import (
 
 // TestMain fails the package if any test leaves a goroutine behind: the
 // client promises that none outlives Do or the body's end.
+//
+// Each test has its own servers and client, and many spend their time
+// waiting on real timers (contexts that end, idle and keep-alive timeouts,
+// nginx's), so they run in parallel; the waits overlap instead of adding
+// up. TestCloseEarlyLoopback, which bounds how long a Close takes, runs
+// alone, before them.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }

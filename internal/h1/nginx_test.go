@@ -134,6 +134,7 @@ func waitListening(addr string, exited <-chan error) error {
 // lull is not a guess: the test waits until the close_notify has reached
 // the client's socket (the server's own timer is the subject here).
 func TestNginxTLSIdleClose(t *testing.T) {
+	t.Parallel() // 15 lulls of keepalive_timeout per TLS version: real waits
 	addr := startNginx(t, "    keepalive_timeout 200ms;\n", `
         location / { return 200 "ok"; }
 `)
@@ -168,6 +169,7 @@ func TestNginxTLSIdleClose(t *testing.T) {
 // (nginx's session tickets, sent after the handshake, are no reason to drop
 // it).
 func TestNginxTLSKeepAlive(t *testing.T) {
+	t.Parallel()
 	addr := startNginx(t, "    keepalive_timeout 60s;\n", `
         location / { return 200 "ok"; }
 `)
@@ -194,6 +196,7 @@ func TestNginxTLSKeepAlive(t *testing.T) {
 // returns that answer at once; a body nginx's return answers before
 // draining it goes out whole, and the connection is reused.
 func TestNginxEarlyAnswer(t *testing.T) {
+	t.Parallel()
 	addr := startNginx(t, "    keepalive_timeout 60s;\n", `
         client_max_body_size 1m;
         location / { return 200 "ok"; }

@@ -24,6 +24,7 @@ func gzipped(s string) string {
 // TestParseFraming: every way a response body can be framed, at the
 // reader level (the loopback tests repeat the important ones on sockets).
 func TestParseFraming(t *testing.T) {
+	t.Parallel()
 	gz := gzipped(`{"a":1}`)
 	tests := []struct {
 		name     string
@@ -223,6 +224,7 @@ var malformedResponses = []struct{ name, in string }{
 // ErrMalformedResponse (wherever the parser notices: head or body) and the
 // connection is never reusable.
 func TestParseMalformed(t *testing.T) {
+	t.Parallel()
 	for _, tc := range malformedResponses {
 		for _, method := range []string{"GET", "HEAD"} {
 			t.Run(tc.name+"/"+method, func(t *testing.T) {
@@ -254,6 +256,7 @@ func bodyOnlyProblem(name string) bool {
 // TestParseTruncatedBody: a body that ends early is io.ErrUnexpectedEOF,
 // never a short success, and the connection is not reusable.
 func TestParseTruncatedBody(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
@@ -276,6 +279,7 @@ func TestParseTruncatedBody(t *testing.T) {
 // more than it declared, or a second response nobody asked for) keep the
 // connection out of the pool.
 func TestParseLeftovers(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ method, in string }{
 		{"GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"},
 		{"GET", okResponse + okResponse},
@@ -297,6 +301,7 @@ func TestParseLeftovers(t *testing.T) {
 // TestParseCloseEarly: closing a body before its end saves the connection
 // only when the rest is already buffered, and never waits.
 func TestParseCloseEarly(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		in       string

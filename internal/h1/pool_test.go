@@ -59,6 +59,7 @@ func asyncGet(c *Client, timeout time.Duration) <-chan error {
 // healthy upstream timed out after 300ms in their own dials while dozens of
 // that upstream's connections sat idle).
 func TestReleasedConnBeatsSlowDial(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, serveEach(func(int, *http.Request) string { return okResponse }))
 	c := srv.client(t, Options{})
 
@@ -114,6 +115,7 @@ func TestReleasedConnBeatsSlowDial(t *testing.T) {
 // connections at most MaxIdleConns); beyond that it is cancelled.
 // CloseIdleConnections cancels the spare dials still in flight.
 func TestSpareDialsBounded(t *testing.T) {
+	t.Parallel()
 	t.Run("MaxIdleConns", func(t *testing.T) {
 		srv := newRawServer(t, serveEach(func(int, *http.Request) string { return okResponse }))
 		c := srv.client(t, Options{MaxIdleConns: 1})
@@ -185,6 +187,7 @@ func TestSpareDialsBounded(t *testing.T) {
 // cancels its own dial (nobody else waits for it), so the upstream sees the
 // attempt abandoned and no goroutine is left dialing.
 func TestAbandonedDialCancelled(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, serveEach(func(int, *http.Request) string { return okResponse }))
 	c := srv.client(t, Options{})
 	started, cancelled, release := slowDials(t, c)
@@ -217,6 +220,7 @@ func TestAbandonedDialCancelled(t *testing.T) {
 // went to another would be left waiting on someone else's dial, or on
 // nothing once that one fails or is cancelled as a spare).
 func TestDialServesItsOwnCallerFirst(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, serveEach(func(int, *http.Request) string { return okResponse }))
 	c := srv.client(t, Options{})
 	gate := make(chan struct{})
@@ -271,6 +275,7 @@ func TestDialServesItsOwnCallerFirst(t *testing.T) {
 // connection after that (it used to read and stop the second call's body
 // writer: a data race, and the second body cut short on the wire).
 func TestLargePostsShareAPoolOfOne(t *testing.T) {
+	t.Parallel()
 	srv := newRawServer(t, serveEach(func(int, *http.Request) string {
 		return "HTTP/1.1 204 No Content\r\n\r\n"
 	}))

@@ -45,6 +45,7 @@ var errNotInjectable = errors.New("stub cannot inject records (TLS 1.3 with AES-
 // (NewSessionTicket, KeyUpdate) is consumed by crypto/tls and the
 // connection stays in use.
 func TestTLSIdleBytes(t *testing.T) {
+	t.Parallel()
 	const good = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood"
 	const evil = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL"
 	tests := []struct {
@@ -186,6 +187,7 @@ func TestTLSIdleBytes(t *testing.T) {
 // TestTLSIdleClean: a pooled TLS connection on which nothing arrived is
 // reused, request after request (the check costs no connection).
 func TestTLSIdleClean(t *testing.T) {
+	t.Parallel()
 	srv := newTLSServer(t, func(c *tlsConn) {
 		for {
 			if _, err := c.readRequest(); err != nil {
