@@ -27,7 +27,9 @@ func fuzzEnv(text string) map[string]string {
 // FuzzLoad: loading any file with any environment never panics, and fails
 // only with Problems (errors.Is ErrInvalid) whose every entry names the
 // file, has a YAML path and a message, and renders as one line
-// "FILE: path: message" (check prints one problem per line). The problems
+// "FILE: path: message" (check prints one problem per line), except a YAML
+// syntax error: the file's only problem, at (root), whose further lines
+// (the source line quoted, a caret, a hint) are indented. The problems
 // are the same, in the same order, every time. A file that loads is
 // compiled: every endpoint routed, every backend templated, every upstream
 // URL parsed, and every endpoint timeout below server.write_timeout.
@@ -67,8 +69,18 @@ func FuzzLoad(f *testing.F) {
 			if p.File != path || p.Path == "" || p.Message == "" {
 				t.Errorf("problem without file, path or message: %#v", p)
 			}
-			if s := p.String(); s != path+": "+p.Path+": "+p.Message || strings.ContainsAny(s, "\r\n") {
-				t.Errorf("problem does not render as one line FILE: path: message: %q", s)
+			s := p.String()
+			first, more, multi := strings.Cut(s, "\n")
+			if s != path+": "+p.Path+": "+p.Message || strings.ContainsRune(first, '\r') {
+				t.Errorf("problem does not render as FILE: path: message: %q", s)
+			}
+			if multi && (len(ps) != 1 || p.Path != config.RootPath || !strings.HasPrefix(first, path+": (root): invalid YAML: ")) {
+				t.Errorf("a problem other than a sole YAML syntax error spans lines: %q", s)
+			}
+			for _, line := range strings.Split(more, "\n") {
+				if multi && (!strings.HasPrefix(line, "  ") || strings.ContainsRune(line, '\r')) {
+					t.Errorf("a further line of a problem is not indented, or holds a CR: %q", s)
+				}
 			}
 		}
 		_, again := config.Parse(path, data, envOf(env))

@@ -61,7 +61,7 @@ func Parse(name string, data []byte, env Getenv) (*Config, error) {
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		c.add("", "invalid YAML: %v", strings.TrimPrefix(err.Error(), "yaml: "))
+		c.addSyntax(syntaxMessage(data, err))
 		return nil, c.result()
 	}
 	root := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
@@ -685,6 +685,9 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 	case to.Kind() == reflect.Slice && isString:
 		return nil, &typeError{msg: fmt.Sprintf("expected a list, got %q (write [%q] for one item)", s, s)}
 	case (to.Kind() == reflect.Struct || to.Kind() == reflect.Map || (to.Kind() == reflect.Pointer && to.Elem().Kind() == reflect.Struct)) && reflect.TypeOf(data).Kind() != reflect.Map:
+		if m := keyWithoutSpace.FindStringSubmatch(s); isString && m != nil {
+			return nil, &typeError{msg: fmt.Sprintf("expected a map of settings, got %s (write a space after the colon: %s: %s)", s, m[1], m[2])}
+		}
 		return nil, &typeError{msg: fmt.Sprintf("expected a map of settings, got %v", data)}
 	case to.Kind() == reflect.Slice && reflect.TypeOf(data).Kind() != reflect.Slice:
 		return nil, &typeError{msg: fmt.Sprintf("expected a list, got %v", data)}

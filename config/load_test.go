@@ -580,6 +580,8 @@ func TestBadTypes(t *testing.T) {
 			path: "upstreams.users.circuit_breaker.enabled", words: []string{"true or false", "sometimes"}},
 		{name: "scalar for map", yaml: withTop("server: 8080\n"),
 			path: "server", words: []string{"map"}},
+		{name: "a key without a space after its colon", yaml: withTop("server:\n  read_timeout:5s\n"),
+			path: "server", words: []string{"expected a map of settings, got read_timeout:5s (write a space after the colon: read_timeout: 5s)"}},
 		{name: "list for map", yaml: "upstreams: [users]\nendpoints:\n" + validEndpoint,
 			path: "upstreams", words: []string{"map"}, also: []string{"endpoints[0].backends[0].upstream"}},
 		{name: "string for number", yaml: withEndpointKeys("    rate_limit: {rps: fast, burst: 1}\n"),
@@ -883,8 +885,8 @@ func TestOtherServerRules(t *testing.T) {
 func TestYAMLSyntax(t *testing.T) {
 	t.Parallel()
 	runProblemCases(t, []problemCase{
-		{name: "unclosed flow", yaml: "server: [\n", path: config.RootPath, words: []string{"invalid YAML", "line 1"}},
-		{name: "bad indentation", yaml: "server:\n  address: \":1\"\n admin: x\n", path: config.RootPath, words: []string{"invalid YAML", "line 2"}},
+		{name: "unclosed flow", yaml: "server: [\n", path: config.RootPath, words: []string{"invalid YAML: line 1, column 9: this '[' is never closed"}},
+		{name: "bad indentation", yaml: "server:\n  address: \":1\"\n admin: x\n", path: config.RootPath, words: []string{"invalid YAML: line 3, column 2: "}},
 		{name: "list at the root", yaml: "- a\n- b\n", path: config.RootPath, words: []string{"mapping", "list"}},
 		{name: "a single value at the root", yaml: "hello\n", path: config.RootPath, words: []string{"mapping", "single value"}},
 		{name: "empty key at the root", yaml: withTop(`"": 1` + "\n"), path: config.RootPath, words: []string{`unknown key ""`}},
@@ -1012,6 +1014,155 @@ endpoints:
 			t.Fatalf("problems = %v", ps)
 		}
 	})
+}
+
+// A YAML syntax error names the line and column at fault, quotes the line
+// with a caret under the column, and hints at the usual causes. The
+// message spans a few lines; the first reads like any problem.
+func TestYAMLSyntaxErrorsPointAtTheFault(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, yaml, want string }{
+		{"a key indented less than its siblings", `upstreams:
+  users:
+    url: http://users.test
+   timeout: 1s
+`, `invalid YAML: line 4, column 4: this key lines up with no key above it
+  3 |     url: http://users.test
+  4 |    timeout: 1s
+    |    ^
+  hint: keys of one map start in the same column: column 5 as on line 3, or column 3 as on line 2`},
+		{"a key indented more than the one above", `server:
+  address: ":8080"
+   read_timeout: 5s
+`, `invalid YAML: line 3, column 4: this line is indented more than line 2, which already has a value
+  2 |   address: ":8080"
+  3 |    read_timeout: 5s
+    |    ^
+  hint: keys of one map start in the same column, here column 3 as on line 2`},
+		{"a list item out of line", `endpoints:
+  - path: /a
+    backends:
+      - upstream: u
+       path: /x
+`, `invalid YAML: line 5, column 8: this key lines up with no key above it
+  4 |       - upstream: u
+  5 |        path: /x
+    |        ^
+  hint: keys of one map start in the same column: column 9 as on line 4, or column 5 as on line 3`},
+		{"a tab", "server:\n  address: \":8080\"\n\tread_timeout: 5s\n", `invalid YAML: line 3, column 1: a tab character; YAML indents with spaces only
+  3 | \tread_timeout: 5s
+    | ^
+  hint: replace the tab with spaces`},
+		{"a tab after spaces", "server:\n  \taddress: \":8080\"\n", `invalid YAML: line 2, column 3: a tab character; YAML indents with spaces only
+  2 |   \taddress: ":8080"
+    |   ^
+  hint: replace the tab with spaces`},
+		{"a tab after a nested key", "upstreams:\n  users:\n    url: http://users.test\n\ttimeout: 1s\n", `invalid YAML: line 4, column 1: a tab character; YAML indents with spaces only
+  4 | \ttimeout: 1s
+    | ^
+  hint: replace the tab with spaces`},
+		{"an unclosed list", `server:
+  trusted_proxies: [10.0.0.1, 10.0.0.2
+upstreams: {}
+`, `invalid YAML: line 2, column 20: this '[' is never closed
+  2 |   trusted_proxies: [10.0.0.1, 10.0.0.2
+    |                    ^
+  hint: close it with ']'; a value that holds ',', '[', ']', '{' or '}' must be quoted`},
+		{"an unclosed map, found lines later", `upstreams:
+  users: {url: "http://users.test"
+  orders: {url: "http://orders.test"}
+`, `invalid YAML: line 2, column 10: this '{' is never closed
+  2 |   users: {url: "http://users.test"
+    |          ^
+  hint: close it with '}'; a value that holds ',', '[', ']', '{' or '}' must be quoted`},
+		{"a bracket that closes nothing", "server:\n  trusted_proxies: [a, b]]\n", `invalid YAML: line 2, column 26: this ']' closes nothing
+  2 |   trusted_proxies: [a, b]]
+    |                          ^
+  hint: remove it, or quote the value it belongs to`},
+		{"a bracket that closes the other kind", "server: {address: \":8080\"]\n", `invalid YAML: line 1, column 26: this ']' does not close the '{' of line 1, column 9
+  1 | server: {address: ":8080"]
+    |                          ^
+  hint: close '{' with '}' and '[' with ']'`},
+		{"an unclosed quote", `server:
+  address: ":8080
+upstreams: {}
+`, `invalid YAML: line 2, column 12: this quote is never closed
+  2 |   address: ":8080
+    |            ^
+  hint: end the value with " on the same line (write \" for a quote inside it)`},
+		{"an unclosed single quote", "log:\n  level: 'info\n", `invalid YAML: line 2, column 10: this quote is never closed
+  2 |   level: 'info
+    |          ^
+  hint: end the value with ' on the same line (write '' for a quote inside it)`},
+		{"a second colon", "log: {level: info}\nserver:\n  address: host: 8080\n", `invalid YAML: line 3, column 16: a second ': ' on this line
+  3 |   address: host: 8080
+    |                ^
+  hint: quote a value that holds ": " (address: "host: 8080")`},
+		{"text after a quoted value", "server:\n  address: \":8080\" extra\n", `invalid YAML: line 2, column 20: text after the end of a quoted value
+  2 |   address: ":8080" extra
+    |                    ^
+  hint: quote the whole value`},
+		{"an alias without its anchor", "server:\n  address: *addr\n", `invalid YAML: line 2, column 12: *addr names no anchor above it
+  2 |   address: *addr
+    |            ^
+  hint: write the value once with &addr in front of it, then repeat it with *addr`},
+		{"a key beside the items of a list", "endpoints:\n  - path: /a\n  backends: []\n", `invalid YAML: line 3, column 3: this key is in line with the list items above it (line 2); a list cannot also hold keys
+  2 |   - path: /a
+  3 |   backends: []
+    |   ^
+  hint: indent it to column 5 to put it in that item's map, as on line 2, or make it an item of its own (- backends: [])`},
+		{"a key beside a list of single values", "server:\n  trusted_proxies:\n    - 10.0.0.1\n    address: \":1\"\n", `invalid YAML: line 4, column 5: this key is in line with the list items above it (line 3); a list cannot also hold keys
+  3 |     - 10.0.0.1
+  4 |     address: ":1"
+    |     ^
+  hint: make it an item of its own (- address: ":1"), or move it out of the list`},
+		{"an unknown escape", "server:\n  address: \"\\d:1\"\n", `invalid YAML: line 2, column 13: found unknown escape character 'd'
+  2 |   address: "\d:1"
+    |             ^
+  hint: in "...", a backslash starts an escape (\n, \t, \", \\): write \\ for a backslash, or quote the value with '...' instead`},
+		{"a control character", "log:\n  level: in\x01fo\n", `invalid YAML: line 2, column 12: a control character (\x01) where YAML allows only text
+  2 |   level: in\x01fo
+    |            ^
+  hint: remove it; inside "..." it can be written as an escape, \x01`},
+		{"bytes that are not UTF-8", "log:\n  level: in\xfffo\n", `invalid YAML: line 2, column 12: the file is not UTF-8 text here (byte 0xff)
+  2 |   level: in\xfffo
+    |            ^
+  hint: save the file as UTF-8`},
+		{"CRLF line ends", "server:\r\n  address: \":1\"\r\n admin: x\r\n", `invalid YAML: line 3, column 2: this key lines up with no key above it
+  2 |   address: ":1"
+  3 |  admin: x
+    |  ^
+  hint: keys of one map start in the same column: column 3 as on line 2, or column 1 as on line 1`},
+		{"no space after a colon", "server:\n  timeout:1s\n  address: \":1\"\n", `invalid YAML: line 2, column 10: no space after this ':', so YAML reads the line as text, not as a key
+  2 |   timeout:1s
+    |          ^
+  hint: write a space after the colon (timeout: 1s)`},
+		{"no space after a colon, seen on the next line", "server:\n  address: \":1\"\n  read_timeout:5s\n", `invalid YAML: line 3, column 15: no space after this ':', so YAML reads the line as text, not as a key
+  3 |   read_timeout:5s
+    |               ^
+  hint: write a space after the colon (read_timeout: 5s)`},
+		{"the line and caret of a long line", "server: {address: \":1\", x: [" + strings.Repeat("a, ", 40) + "}\n",
+			"invalid YAML: line 1, column 149: this '}' does not close the '[' of line 1, column 28\n" +
+				"  1 | …a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, a, }\n" +
+				"    | " + strings.Repeat(" ", 100) + "^\n" +
+				"  hint: close '{' with '}' and '[' with ']'"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Parse("config.yaml", []byte(tc.yaml), envOf(nil))
+			ps := problemsOf(t, err)
+			if len(ps) != 1 || ps[0].Path != config.RootPath {
+				t.Fatalf("problems = %v", ps)
+			}
+			if ps[0].Message != tc.want {
+				t.Errorf("message:\n%s\nwant:\n%s", ps[0].Message, tc.want)
+			}
+			if want := "config.yaml: (root): " + tc.want; err.Error() != want {
+				t.Errorf("Error() = %q", err.Error())
+			}
+		})
+	}
 }
 
 // ---- environment ----

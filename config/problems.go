@@ -17,12 +17,17 @@ type Problem struct {
 	File string
 	// Path is the YAML path, e.g. endpoints[1].backends[0].upstream or
 	// upstreams.users.url; RootPath for the file as a whole (a YAML syntax
-	// error, whose message gives the line, or a document that is not a
-	// mapping). It is never empty. Control characters in keys are escaped
-	// (a key "a\nb" is written a\nb), so a problem is always one line.
+	// error, whose message gives the line and column, or a document that is
+	// not a mapping). It is never empty. Control characters in keys are
+	// escaped (a key "a\nb" is written a\nb), so a path is always one line.
 	Path string
-	// Message says what is wrong and, where it can, how to fix it. It is one
-	// line: control characters are escaped as in Path.
+	// Message says what is wrong and, where it can, how to fix it. A value
+	// a MANIFOLD_* variable set starts "from $NAME: ", one an alias or merge
+	// key copied "from *anchor (line N): ". It is one line (control
+	// characters escaped as in Path), except for a YAML syntax error, the
+	// file's only problem: its first line names line and column, and
+	// further lines, each indented by two spaces, quote the source line
+	// with a caret under the column and give a hint.
 	Message string
 
 	pos position // where in the file, for ordering; zero when unknown
@@ -31,7 +36,8 @@ type Problem struct {
 // RootPath is the Path of a problem about the file as a whole.
 const RootPath = "(root)"
 
-// String renders the problem as "FILE: yaml.path: message".
+// String renders the problem as "FILE: yaml.path: message" (the message
+// of a YAML syntax error goes on over a few indented lines).
 func (p Problem) String() string {
 	return fmt.Sprintf("%s: %s: %s", p.File, p.Path, p.Message)
 }
@@ -47,7 +53,8 @@ func (a position) before(b position) bool {
 // for an invalid file; errors.As finds it.
 type Problems []Problem
 
-// Error lists the problems one per line.
+// Error lists the problems one per line (a YAML syntax error, always
+// alone, takes a few).
 func (ps Problems) Error() string {
 	lines := make([]string, len(ps))
 	for i, p := range ps {
@@ -125,6 +132,16 @@ func (c *collector) envSource(path string) string {
 		}
 	}
 	return ""
+}
+
+// addSyntax records a YAML syntax error, the file's only problem: msg (from
+// syntaxMessage) spans several lines, each already escaped.
+func (c *collector) addSyntax(msg string, at position) {
+	if c.seen == nil {
+		c.seen = map[string]bool{}
+	}
+	c.seen[""] = true
+	c.list = append(c.list, Problem{File: c.file, Path: RootPath, Message: msg, pos: at})
 }
 
 // addBeside records a problem that does not speak for the value at path
