@@ -50,7 +50,8 @@ func (a position) before(b position) bool {
 }
 
 // Problems is every problem found in one file. It is the error Load returns
-// for an invalid file; errors.As finds it.
+// for an invalid file (wrapped, when there are Warnings too); errors.As
+// finds it.
 type Problems []Problem
 
 // Error lists the problems one per line (a YAML syntax error, always
