@@ -78,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "manifold %s\n", version)
 		return 0
 	case "check":
-		cfg, ok := load(src, stderr)
+		cfg, ok := load(src, stderr, false)
 		if !ok {
 			return 1
 		}
@@ -88,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "health":
 		return health(f.url, src.path, stdout, stderr)
 	default: // run
-		cfg, ok := load(src, stderr)
+		cfg, ok := load(src, stderr, true)
 		if !ok {
 			return 1
 		}
@@ -217,9 +217,18 @@ func editDistance(a, b string) int {
 }
 
 // load reads the config, printing every problem (one per line) on failure.
-func load(src source, stderr io.Writer) (*config.Config, bool) {
+//
+// Warnings (a MANIFOLD_* variable that names no key) are printed as
+// "FILE: warning: ..." when the file is refused, or when quiet is false;
+// run passes quiet so that they go to the log instead, once it exists.
+func load(src source, stderr io.Writer, quiet bool) (*config.Config, bool) {
 	path := src.path
 	cfg, err := config.Load(path, nil)
+	if err != nil || !quiet {
+		for _, w := range config.Warnings(cfg, err) {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
+		}
+	}
 	var problems config.Problems
 	switch {
 	case errors.As(err, &problems):

@@ -310,10 +310,22 @@ func TestCLIEnvironment(t *testing.T) {
 			t.Errorf("exit %d stdout %q, want the overridden address", code, stdout)
 		}
 	})
+	t.Run("a misspelled MANIFOLD_* variable warns with the real name", func(t *testing.T) {
+		t.Setenv("MANIFOLD_SERVER_ADRESS", ":9000")
+		code, stdout, stderr := runCLI("check", "-c", valid)
+		want := valid + ": warning: MANIFOLD_SERVER_ADRESS is not a config key; did you mean MANIFOLD_SERVER_ADDRESS?\n"
+		if code != 0 || stderr != want || !strings.Contains(stdout, "127.0.0.1:18080") {
+			t.Errorf("exit %d stdout %q stderr %q\nwant 0, the file's address and stderr %q", code, stdout, stderr, want)
+		}
+		code, _, stderr = runCLI("check", "-c", broken)
+		if code != 1 || !strings.HasPrefix(stderr, broken+": warning: MANIFOLD_SERVER_ADRESS") {
+			t.Errorf("refused file: exit %d stderr %q, want 1 and the warning first", code, stderr)
+		}
+	})
 	t.Run("bad override is a problem", func(t *testing.T) {
 		t.Setenv("MANIFOLD_SERVER_MAX_BODY_BYTES", "abc")
 		code, _, stderr := runCLI("check", "-c", valid)
-		if code != 1 || !strings.HasPrefix(stderr, valid+": server.max_body_bytes: ") || strings.Count(stderr, "\n") != 1 {
+		if code != 1 || !strings.HasPrefix(stderr, valid+": server.max_body_bytes: from $MANIFOLD_SERVER_MAX_BODY_BYTES: ") || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("exit %d stderr %q, want 1 and one problem at server.max_body_bytes", code, stderr)
 		}
 	})

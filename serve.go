@@ -59,6 +59,9 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 // in-flight requests get shutdown_timeout to finish.
 func serve(path string, cfg *config.Config, logw io.Writer) error {
 	logger := newLogger(cfg.Log, logw)
+	for _, w := range cfg.Warnings {
+		logger.Warn(w)
+	}
 	fetch.UserAgent = "manifold/" + version
 	ready := &atomic.Bool{}
 	ready.Store(true)
