@@ -3,8 +3,10 @@ package config
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -238,10 +240,13 @@ type caseKeeper struct {
 	upstreamLower map[string]string            // lower-cased name -> name as written
 	headers       map[string]map[string]string // upstream name as written -> headers
 	rename        map[[2]int]map[string]string // [endpoint, backend] -> rename
+	beHeaders     map[[2]int]map[string]string // [endpoint, backend] -> headers
+	fallback      map[[2]int][]byte            // [endpoint, backend] -> fallback as JSON
 }
 
 func keptCase(root *yaml.Node, c *collector) *caseKeeper {
-	k := &caseKeeper{upstreamLower: map[string]string{}, headers: map[string]map[string]string{}, rename: map[[2]int]map[string]string{}}
+	k := &caseKeeper{upstreamLower: map[string]string{}, headers: map[string]map[string]string{}, rename: map[[2]int]map[string]string{},
+		beHeaders: map[[2]int]map[string]string{}, fallback: map[[2]int][]byte{}}
 	if ups := mapValue(root, "upstreams"); ups != nil && ups.Kind == yaml.MappingNode {
 		envNames := map[string]string{}
 		for i := 0; i+1 < len(ups.Content); i += 2 {
@@ -276,8 +281,20 @@ func keptCase(root *yaml.Node, c *collector) *caseKeeper {
 				continue
 			}
 			for j, be := range bes.Content {
+				bp := fmt.Sprintf("endpoints[%d].backends[%d]", i, j)
 				if r := mapValue(be, "rename"); r != nil {
-					k.rename[[2]int{i, j}] = stringMap(r, fmt.Sprintf("endpoints[%d].backends[%d].rename", i, j), c, false)
+					k.rename[[2]int{i, j}] = stringMap(r, bp+".rename", c, false)
+				}
+				if h := mapValue(be, "headers"); h != nil {
+					k.beHeaders[[2]int{i, j}] = stringMap(h, bp+".headers", c, true)
+				}
+				if f := mapValue(be, "fallback"); f != nil {
+					b, err := nodeJSON(nil, f)
+					if err != nil {
+						c.add(bp+".fallback", "%v", err)
+					} else {
+						k.fallback[[2]int{i, j}] = b
+					}
 				}
 			}
 		}
@@ -326,6 +343,72 @@ func stringMap(n *yaml.Node, path string, c *collector, foldCase bool) map[strin
 	return m
 }
 
+// jsonNumber is the grammar of a JSON number.
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// nodeJSON appends the YAML value n as JSON: keys as written (viper would
+// lower-case them), numbers with their text when it is JSON already, so a
+// fallback says exactly what the file says.
+func nodeJSON(dst []byte, n *yaml.Node) ([]byte, error) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		dst = append(dst, '{')
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			key, _ := json.Marshal(n.Content[i].Value)
+			dst = append(append(dst, key...), ':')
+			var err error
+			if dst, err = nodeJSON(dst, n.Content[i+1]); err != nil {
+				return nil, err
+			}
+		}
+		return append(dst, '}'), nil
+	case yaml.SequenceNode:
+		dst = append(dst, '[')
+		for i, e := range n.Content {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = nodeJSON(dst, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(dst, ']'), nil
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return append(dst, "null"...), nil
+		case "!!bool":
+			b, err := strconv.ParseBool(strings.ToLower(n.Value))
+			if err != nil {
+				return nil, fmt.Errorf("%q (line %d) is not a boolean JSON can hold", n.Value, n.Line)
+			}
+			return strconv.AppendBool(dst, b), nil
+		case "!!int", "!!float":
+			v := strings.TrimPrefix(n.Value, "+")
+			if jsonNumber.MatchString(v) {
+				return append(dst, v...), nil
+			}
+			if i, err := strconv.ParseInt(strings.ReplaceAll(v, "_", ""), 0, 64); err == nil {
+				return strconv.AppendInt(dst, i, 10), nil
+			}
+			if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+				return strconv.AppendFloat(dst, f, 'g', -1, 64), nil
+			}
+			return nil, fmt.Errorf("%s (line %d) is not a number JSON can hold", n.Value, n.Line)
+		}
+		b, _ := json.Marshal(n.Value)
+		return append(dst, b...), nil
+	}
+	return nil, fmt.Errorf("expected a JSON value (line %d)", n.Line)
+}
+
 // restoreCase puts upstream names back as written and removes the
 // user-named maps from the settings (they are filled from the YAML instead).
 func restoreCase(settings map[string]any, k *caseKeeper) {
@@ -350,6 +433,8 @@ func restoreCase(settings map[string]any, k *caseKeeper) {
 		for _, be := range bes {
 			if bem, ok := be.(map[string]any); ok {
 				delete(bem, "rename")
+				delete(bem, "headers")
+				delete(bem, "fallback")
 			}
 		}
 	}
@@ -374,6 +459,12 @@ func (k *caseKeeper) apply(cfg *Config) {
 			}
 			if r, ok := k.rename[[2]int{i, j}]; ok {
 				be.Rename = r
+			}
+			if h, ok := k.beHeaders[[2]int{i, j}]; ok {
+				be.Headers = h
+			}
+			if f, ok := k.fallback[[2]int{i, j}]; ok {
+				be.FallbackJSON = f
 			}
 		}
 	}
@@ -477,6 +568,10 @@ func (e *envOverrides) fields(t reflect.Type, name, path string, node map[string
 	}
 	for i := 0; i < t.NumField(); i++ {
 		tag := t.Field(i).Tag.Get("mapstructure")
+		if tag == "fallback" {
+			e.maps[name+"_FALLBACK"] = joinPath(path, tag) // a JSON value, from the file only
+			continue
+		}
 		if tag != "" && tag != "-" {
 			e.value(t.Field(i).Type, name+"_"+strings.ToUpper(tag), joinPath(path, tag), node, tag)
 		}
@@ -555,6 +650,7 @@ func applyListDefaults(settings map[string]any) {
 		}
 		setIfAbsent(epm, "method", "GET")
 		setIfAbsent(epm, "timeout", defaultEndpointTimeout.String())
+		setIfAbsent(epm, "merge", MergeShallow)
 		if rl, ok := epm["rate_limit"].(map[string]any); ok {
 			setIfAbsent(rl, "rps", 100)
 			setIfAbsent(rl, "burst", 20)
@@ -565,6 +661,8 @@ func applyListDefaults(settings map[string]any) {
 		for _, be := range bes {
 			if bem, ok := be.(map[string]any); ok {
 				setIfAbsent(bem, "method", "GET")
+				setIfAbsent(bem, "max_parallel", 4)
+				setIfAbsent(bem, "max_items", 100)
 			}
 		}
 	}

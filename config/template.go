@@ -16,11 +16,16 @@ var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 type PathTemplate struct {
 	parts []templatePart
 	query []templatePart
+	// pairs is the query split into name=value pairs, set only when the
+	// query holds a reference: a pair whose reference is an array repeats.
+	pairs [][]templatePart
 }
 
 type templatePart struct {
-	literal string
-	param   int // index into the endpoint's Params; -1 for a literal
+	literal  string
+	param    int  // index into the endpoint's Params; -1 for a literal or a reference
+	ref      *Ref // a {NAME.path} reference, else nil
+	refIndex int  // ref's index in the backend's Refs
 }
 
 // AppendPath appends the path with each {param} replaced by the path-escaped
@@ -57,6 +62,12 @@ func appendParts(dst []byte, parts []templatePart, params []string, escape func(
 // malformed braces and parameters that do not fill a whole path segment
 // (the router can only match whole segments).
 func splitTemplate(path string) (parts []templatePart, names []string, err error) {
+	return splitTemplateRefs(path, false)
+}
+
+// splitTemplateRefs is splitTemplate that, with refs, also accepts
+// {NAME.dot.path} (a part with literal set to the inside and param 1).
+func splitTemplateRefs(path string, refs bool) (parts []templatePart, names []string, err error) {
 	rest := path
 	for rest != "" {
 		open := strings.IndexByte(rest, '{')
@@ -72,7 +83,8 @@ func splitTemplate(path string) (parts []templatePart, names []string, err error
 			return nil, nil, fmt.Errorf("unbalanced braces in %q", path)
 		}
 		name := rest[open+1 : close]
-		if !paramName.MatchString(name) {
+		isRef := refs && strings.Contains(name, ".")
+		if !isRef && !paramName.MatchString(name) {
 			return nil, nil, fmt.Errorf("parameter {%s} in %q: a name is letters, digits and _ and does not start with a digit", name, path)
 		}
 		before, after := rest[:open], rest[close+1:]
@@ -80,20 +92,24 @@ func splitTemplate(path string) (parts []templatePart, names []string, err error
 			return nil, nil, fmt.Errorf("parameter {%s} in %q must be a whole path segment, like /users/{%s}", name, path, name)
 		}
 		parts = append(parts, templatePart{literal: before, param: -1}, templatePart{literal: name, param: 0})
-		names = append(names, name)
+		if !isRef {
+			names = append(names, name)
+		}
 		rest = after
 	}
 	return parts, names, nil
 }
 
 // compileTemplate compiles a backend path against its endpoint's parameter
-// names. It returns an error per unknown parameter.
-func compileTemplate(path string, endpointParams []string) (*PathTemplate, []error) {
+// names. It returns an error per unknown parameter. References
+// ({NAME.path}, and {item} in a foreach backend) are added to be.Refs; their
+// names are resolved later, once every backend of the endpoint is known.
+func compileTemplate(path string, endpointParams []string, be *Backend) (*PathTemplate, []error) {
 	raw, query, _ := strings.Cut(path, "?")
 	if strings.ContainsAny(path, "#") {
 		return nil, []error{fmt.Errorf("%q: a backend path cannot carry a fragment", path)}
 	}
-	parts, _, err := splitTemplate(raw)
+	parts, _, err := splitTemplateRefs(raw, true)
 	if err != nil {
 		return nil, []error{err}
 	}
@@ -103,17 +119,38 @@ func compileTemplate(path string, endpointParams []string) (*PathTemplate, []err
 	if err != nil {
 		return nil, []error{err}
 	}
+	foreach := be.Foreach != ""
+	// resolve turns a {…} part into a parameter or a reference.
+	resolve := func(p templatePart) (templatePart, bool) {
+		ref, isRef, err := parseRef(p.literal, foreach)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+			return p, false
+		case isRef:
+			ref.field = "path"
+			return templatePart{param: -1, ref: ref, refIndex: be.addRef(ref)}, true
+		}
+		idx := slices.Index(endpointParams, p.literal)
+		if idx < 0 {
+			errs = append(errs, unknownParam(p.literal, endpointParams))
+			return p, false
+		}
+		return templatePart{param: idx}, true
+	}
+	queryRefs := false
 	for _, p := range qparts {
 		if p.param < 0 {
 			t.query = append(t.query, p)
 			continue
 		}
-		idx := slices.Index(endpointParams, p.literal)
-		if idx < 0 {
-			errs = append(errs, unknownParam(p.literal, endpointParams))
-			continue
+		if q, ok := resolve(p); ok {
+			t.query = append(t.query, q)
+			queryRefs = queryRefs || q.ref != nil
 		}
-		t.query = append(t.query, templatePart{param: idx})
+	}
+	if queryRefs {
+		t.pairs = splitPairs(t.query)
 	}
 	for _, p := range parts {
 		if p.param < 0 {
@@ -126,14 +163,91 @@ func compileTemplate(path string, endpointParams []string) (*PathTemplate, []err
 			t.parts = append(t.parts, p)
 			continue
 		}
-		idx := slices.Index(endpointParams, p.literal)
-		if idx < 0 {
-			errs = append(errs, unknownParam(p.literal, endpointParams))
-			continue
+		if q, ok := resolve(p); ok {
+			t.parts = append(t.parts, q)
 		}
-		t.parts = append(t.parts, templatePart{param: idx})
 	}
 	return t, errs
+}
+
+// addRef records r among the backend's references, once per text, and
+// returns its index.
+func (be *Backend) addRef(r *Ref) int {
+	for i, old := range be.Refs {
+		if old.Text == r.Text {
+			return i
+		}
+	}
+	be.Refs = append(be.Refs, r)
+	return len(be.Refs) - 1
+}
+
+// splitPairs cuts a compiled query at the '&' of its literals into
+// name=value pairs, so that a pair can be repeated for an array.
+func splitPairs(parts []templatePart) [][]templatePart {
+	var pairs [][]templatePart
+	var cur []templatePart
+	for _, p := range parts {
+		if p.param >= 0 || p.ref != nil {
+			cur = append(cur, p)
+			continue
+		}
+		lits := strings.Split(p.literal, "&")
+		for i, l := range lits {
+			if i > 0 {
+				if len(cur) > 0 {
+					pairs = append(pairs, cur)
+				}
+				cur = nil
+			}
+			if l != "" {
+				cur = append(cur, templatePart{literal: l, param: -1})
+			}
+		}
+	}
+	if len(cur) > 0 {
+		pairs = append(pairs, cur)
+	}
+	return pairs
+}
+
+// compileHeader compiles a backend's static header value, which may hold
+// references.
+func compileHeader(name, value string, be *Backend) (*HeaderTemplate, error) {
+	h := &HeaderTemplate{Name: name}
+	rest := value
+	for rest != "" {
+		open := strings.IndexByte(rest, '{')
+		if open < 0 {
+			h.parts = append(h.parts, templatePart{literal: rest, param: -1})
+			break
+		}
+		close := strings.IndexByte(rest[open:], '}')
+		if close < 0 {
+			// Not a reference: a header value may hold a brace.
+			h.parts = append(h.parts, templatePart{literal: rest, param: -1})
+			break
+		}
+		inner := rest[open+1 : open+close]
+		ref, isRef, err := parseRef(inner, be.Foreach != "")
+		if err != nil {
+			return nil, err
+		}
+		if open > 0 {
+			h.parts = append(h.parts, templatePart{literal: rest[:open], param: -1})
+		}
+		if isRef {
+			ref.field = "headers." + name
+			h.parts = append(h.parts, templatePart{param: -1, ref: ref, refIndex: be.addRef(ref)})
+		} else {
+			h.parts = append(h.parts, templatePart{literal: rest[open : open+close+1], param: -1})
+		}
+		rest = rest[open+close+1:]
+	}
+	if len(h.parts) == 0 {
+		h.parts = []templatePart{{literal: "", param: -1}}
+	}
+	return h, nil
 }
 
 func unknownParam(name string, known []string) error {
@@ -160,7 +274,7 @@ func splitQuery(query string) ([]templatePart, error) {
 			return nil, fmt.Errorf("unbalanced '{' in query %q", query)
 		}
 		name := rest[open+1 : open+close]
-		if !paramName.MatchString(name) {
+		if !paramName.MatchString(name) && !strings.Contains(name, ".") {
 			return nil, fmt.Errorf("parameter {%s} in query %q: a name is letters, digits and _", name, query)
 		}
 		if open > 0 {

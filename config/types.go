@@ -181,6 +181,9 @@ type Endpoint struct {
 	RateLimit *RateLimit `mapstructure:"rate_limit"`
 	// Backends are the calls made for each request, in merge order.
 	Backends []*Backend `mapstructure:"backends"`
+	// Merge is shallow (default: later top-level keys replace earlier ones)
+	// or deep (objects merge recursively, arrays concatenate).
+	Merge string `mapstructure:"merge"`
 
 	// Index is the endpoint's position in the file.
 	Index int `mapstructure:"-"`
@@ -192,6 +195,15 @@ type Endpoint struct {
 	ForwardAllQuery bool `mapstructure:"-"`
 	// ForwardHeaderKeys is ForwardHeaders in canonical MIME form.
 	ForwardHeaderKeys []string `mapstructure:"-"`
+	// Deep is Merge == "deep".
+	Deep bool `mapstructure:"-"`
+	// Graph is true when some backend depends on another: the endpoint is
+	// served as a call graph. Without it, every backend starts at once as
+	// it always has.
+	Graph bool `mapstructure:"-"`
+	// Stages are the backend indexes by dependency depth (stage 0 depends
+	// on nothing), for `manifold graph`; set only with Graph.
+	Stages [][]int `mapstructure:"-"`
 }
 
 // RateLimit configures a token bucket for an endpoint.
@@ -233,6 +245,26 @@ type Backend struct {
 	// Passthrough relays status, headers and body unchanged (only backend of
 	// its endpoint).
 	Passthrough bool `mapstructure:"passthrough"`
+	// Name identifies the backend in references ({NAME.path}) and
+	// depends_on (default: its group, else its upstream).
+	Name string `mapstructure:"name"`
+	// DependsOn names backends that must answer before this one is called,
+	// besides those its references name.
+	DependsOn []string `mapstructure:"depends_on"`
+	// Headers are static headers of this backend's calls, names as written;
+	// values may hold references. They win over the upstream's headers.
+	Headers map[string]string `mapstructure:"headers"`
+	// Foreach (NAME.path) calls the backend once per element of that array
+	// of backend NAME's answer; {item} and {item.path} address the element.
+	Foreach string `mapstructure:"foreach"`
+	// MaxParallel bounds the foreach calls in flight at once (default 4).
+	MaxParallel int `mapstructure:"max_parallel"`
+	// MaxItems fails the backend when the foreach array is longer (default
+	// 100).
+	MaxItems int `mapstructure:"max_items"`
+	// Fallback, any JSON value, stands in for the answer when the backend
+	// fails; the backend then never decides the status.
+	Fallback any `mapstructure:"fallback"`
 
 	// Index is the backend's position in its endpoint.
 	Index int `mapstructure:"-"`
@@ -241,4 +273,22 @@ type Backend struct {
 	Label string `mapstructure:"-"`
 	// Template is Path compiled.
 	Template *PathTemplate `mapstructure:"-"`
+	// ID is the name references use: Name, else Group, else Upstream.
+	ID string `mapstructure:"-"`
+	// Refs are the distinct references of Path, its query and Headers, in
+	// order of appearance; templates address them by index.
+	Refs []*Ref `mapstructure:"-"`
+	// ForeachRef is Foreach compiled; nil without foreach.
+	ForeachRef *Ref `mapstructure:"-"`
+	// HeaderTemplates are Headers compiled, sorted by name.
+	HeaderTemplates []*HeaderTemplate `mapstructure:"-"`
+	// Deps are the indexes of the backends this one waits for (references,
+	// foreach and depends_on), sorted.
+	Deps []int `mapstructure:"-"`
+	// Referenced is true when another backend reads this one's answer, so
+	// the answer is kept as the upstream sent it.
+	Referenced bool `mapstructure:"-"`
+	// FallbackJSON is Fallback as compact JSON (numbers keep their text);
+	// nil without fallback.
+	FallbackJSON []byte `mapstructure:"-"`
 }

@@ -309,6 +309,14 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 			c.add(rp+".client_key", "%q: use ip or header:NAME (e.g. header:X-Api-Key)", rl.ClientKey)
 		}
 	}
+	ep.Deep = false
+	switch ep.Merge {
+	case MergeShallow:
+	case MergeDeep:
+		ep.Deep = true
+	default:
+		c.add(p+".merge", "%q: use shallow (later top-level keys replace earlier ones, the default) or deep (objects merge recursively, arrays concatenate)", ep.Merge)
+	}
 	if len(ep.Backends) == 0 && !c.failed(p+".backends") {
 		c.add(p+".backends", "at least one backend is required")
 	}
@@ -339,6 +347,73 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 			be.Label = fmt.Sprintf("%s#%d", be.Label, j)
 		}
 		labels[be.Label] = true
+	}
+	compileGraph(ep, p, c)
+}
+
+// validateComposition checks and compiles a backend's call-graph keys:
+// its name, foreach, headers and fallback. Names are resolved later, by
+// compileGraph, once every backend of the endpoint is known.
+func validateComposition(be *Backend, bp string, c *collector) {
+	be.ID = be.Name
+	if be.ID == "" {
+		be.ID = be.Group
+	}
+	if be.ID == "" {
+		be.ID = be.Upstream
+	}
+	if be.Name != "" && strings.ContainsAny(be.Name, ".{}") {
+		c.add(bp+".name", "%q: a name cannot contain '.', '{' or '}': references read {NAME.field}", be.Name)
+	}
+	be.ForeachRef = nil
+	if be.Foreach != "" {
+		ref, isRef, err := parseRef(be.Foreach, false)
+		switch {
+		case err != nil:
+			c.add(bp+".foreach", "%v", err)
+		case !isRef:
+			c.add(bp+".foreach", "%q: name an array in another backend's answer as NAME.path, e.g. order.lines", be.Foreach)
+		default:
+			ref.Text, ref.field = be.Foreach, "foreach"
+			be.ForeachRef = ref
+		}
+		if be.Group == "" {
+			c.add(bp+".group", "is required with foreach: the results, one per element, go under it as an array")
+		}
+		if be.Passthrough {
+			c.add(bp+".foreach", "a passthrough backend relays one answer; it cannot call once per element")
+		}
+	}
+	if be.MaxParallel < 1 {
+		c.add(bp+".max_parallel", "must be at least 1, got %d", be.MaxParallel)
+	}
+	if be.MaxItems < 1 {
+		c.add(bp+".max_items", "must be at least 1, got %d", be.MaxItems)
+	}
+	be.HeaderTemplates = nil
+	for _, name := range slices.Sorted(maps.Keys(be.Headers)) {
+		hp := bp + ".headers." + name
+		value := be.Headers[name]
+		switch {
+		case !httpguts.ValidHeaderFieldName(name):
+			c.add(hp, "%q is not a valid header name", name)
+			continue
+		case IsHopByHop(name) || slices.Contains(managedHeaders, http.CanonicalHeaderKey(name)):
+			c.add(hp, "%s is set by Manifold for each call and cannot be set here", name)
+			continue
+		case strings.ContainsAny(value, "\r\n\x00"):
+			c.add(hp, "the value holds a control character (CR, LF or NUL)")
+			continue
+		}
+		h, err := compileHeader(name, value, be)
+		if err != nil {
+			c.add(hp, "%v", err)
+			continue
+		}
+		be.HeaderTemplates = append(be.HeaderTemplates, h)
+	}
+	if be.FallbackJSON != nil && be.Passthrough {
+		c.add(bp+".fallback", "a passthrough backend relays the upstream's answer as it is; it has no fallback")
 	}
 }
 
@@ -388,7 +463,8 @@ func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *colle
 	case !strings.HasPrefix(be.Path, "/"):
 		c.add(bp+".path", "%q must start with /", be.Path)
 	default:
-		t, errs := compileTemplate(be.Path, ep.Params)
+		be.Refs = nil
+		t, errs := compileTemplate(be.Path, ep.Params, be)
 		for _, err := range errs {
 			c.add(bp+".path", "%v", err)
 		}
@@ -396,6 +472,7 @@ func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *colle
 			be.Template = t
 		}
 	}
+	validateComposition(be, bp, c)
 	if be.Target != "" {
 		checkDotPath(be.Target, bp+".target", "target", c)
 	}

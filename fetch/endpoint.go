@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,12 @@ type Backend struct {
 	// header of the upstream also names, in any spelling: send skips them,
 	// so the static value is the only one that goes out. Usually nil.
 	shadowed []string
+	// headers are the backend's own static headers when none holds a
+	// reference (those are rendered per call); usually nil.
+	headers http.Header
+	// keepRaw: another backend of the endpoint's graph reads this one's
+	// answer, so the call keeps it as the upstream sent it.
+	keepRaw bool
 	// nested: the answer goes one level deeper into the merged response
 	// (under its group; or under "collection" when it is not an object),
 	// unless a target takes at least one level off first.
@@ -75,6 +82,15 @@ func NewEndpoint(cfg *config.Endpoint, upstreams map[string]*Upstream) (*Endpoin
 			sendsBody: bc.Method != http.MethodGet && bc.Method != http.MethodHead,
 			shadowed:  shadowedHeaders(cfg.ForwardHeaderKeys, u.cfg.Headers),
 			nested:    bc.Target == "" && bc.Group != "",
+			keepRaw:   bc.Referenced,
+		}
+		if len(bc.HeaderTemplates) > 0 && len(bc.Refs) == 0 {
+			// Static headers of the backend's own: rendered once here.
+			b.headers = make(http.Header, len(bc.HeaderTemplates))
+			for _, h := range bc.HeaderTemplates {
+				v, _ := h.Render(nil)
+				b.headers[h.Name] = []string{v}
+			}
 		}
 		e.NeedsBody = e.NeedsBody || b.sendsBody
 		e.Passthrough = bc.Passthrough
@@ -113,6 +129,13 @@ type Result struct {
 	Err error
 	// Duration is how long the call took.
 	Duration time.Duration
+	// Items are the calls of a foreach backend, one per element started, in
+	// element order; nil for any other backend. Metrics count each of them.
+	Items []Result
+
+	// raw is the answer as the upstream sent it, before reshaping, kept
+	// when another backend of a graph reads it.
+	raw []byte
 }
 
 // Fetch calls every backend at once, each in its own goroutine, under a
@@ -122,6 +145,9 @@ type Result struct {
 func (e *Endpoint) Fetch(ctx context.Context, in *Inbound) []Result {
 	ctx, cancel := context.WithTimeout(ctx, e.Config.Timeout)
 	defer cancel()
+	if e.Config.Graph {
+		return e.fetchGraph(ctx, in)
+	}
 	results := make([]Result, len(e.Backends))
 	if len(e.Backends) == 1 {
 		results[0] = e.Backends[0].call(ctx, in)
@@ -191,7 +217,7 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 	b := e.Backends[0]
 	u := b.Upstream
 	for try := 0; ; try++ {
-		resp, callCtx, finish, err := b.attempt(ctx, in)
+		resp, callCtx, finish, err := b.attempt(ctx, in, nil)
 		if err == nil && resp.StatusCode >= 500 && try < u.cfg.Retry.Attempts && retryable(b.Config.Method, &StatusError{Code: resp.StatusCode}) {
 			// Retry a 5xx only if the retry can really start; otherwise the
 			// answer is relayed as it is (the breaker hears of it on Close).
@@ -265,13 +291,22 @@ func (c *cappedReader) Read(p []byte) (int, error) {
 // call makes one backend call, with retries, and turns its answer into a
 // Result.
 func (b *Backend) call(ctx context.Context, in *Inbound) Result {
+	return b.callWith(ctx, in, nil)
+}
+
+// callWith is call with the request-target and headers of env, when a graph
+// backend's references were filled in (nil: built from in alone).
+func (b *Backend) callWith(ctx context.Context, in *Inbound, env *callEnv) Result {
 	start := time.Now()
 	res := Result{Backend: b}
 	u := b.Upstream
 	for try := 0; ; try++ {
-		body, status, err := b.fetchJSON(ctx, in)
+		body, status, err := b.fetchJSON(ctx, in, env)
 		res.Status = status
 		if err == nil {
+			if b.keepRaw {
+				res.raw = body
+			}
 			res.Body, res.Err = b.reshape(body)
 			break
 		}
@@ -299,8 +334,8 @@ var emptyObject = []byte("{}")
 
 // fetchJSON makes one try and reads a 2xx JSON answer. The whole try, body
 // included, passes through the upstream's bulkhead and breaker.
-func (b *Backend) fetchJSON(ctx context.Context, in *Inbound) (body []byte, status int, err error) {
-	resp, callCtx, finish, err := b.attempt(ctx, in)
+func (b *Backend) fetchJSON(ctx context.Context, in *Inbound, env *callEnv) (body []byte, status int, err error) {
+	resp, callCtx, finish, err := b.attempt(ctx, in, env)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -328,12 +363,12 @@ func (b *Backend) fetchJSON(ctx context.Context, in *Inbound) (body []byte, stat
 // attempt admits one try through the bulkhead and breaker and sends it. On
 // success the caller owns resp.Body and must call finish with the try's
 // outcome; on failure both are already settled.
-func (b *Backend) attempt(ctx context.Context, in *Inbound) (*http.Response, context.Context, func(error), error) {
+func (b *Backend) attempt(ctx context.Context, in *Inbound, env *callEnv) (*http.Response, context.Context, func(error), error) {
 	finish, err := b.Upstream.admit()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	resp, callCtx, err := b.send(ctx, in)
+	resp, callCtx, err := b.send(ctx, in, env)
 	if err != nil {
 		finish(err)
 		return nil, nil, nil, err
@@ -345,7 +380,7 @@ func (b *Backend) attempt(ctx context.Context, in *Inbound) (*http.Response, con
 // it. On success the response body is open and bound to that deadline (the
 // returned context, for classifying body-read errors); the deadline's timer
 // is released when the body is closed.
-func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, context.Context, error) {
+func (b *Backend) send(ctx context.Context, in *Inbound, env *callEnv) (*http.Response, context.Context, error) {
 	u := b.Upstream
 	timeout, cause := u.cfg.Timeout, errOwnTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -374,13 +409,29 @@ func (b *Backend) send(ctx context.Context, in *Inbound) (*http.Response, contex
 	for k, v := range u.headers {
 		header[k] = v
 	}
+	own := b.headers
+	var uri string
+	if env != nil {
+		own, uri = env.header, env.uri
+	} else {
+		uri = b.requestURI(in)
+	}
+	for k, v := range own {
+		// The backend's own headers win over the upstream's and the
+		// forwarded ones, whatever the spelling of the name.
+		for old := range header {
+			if old != k && strings.EqualFold(old, k) {
+				delete(header, old)
+			}
+		}
+		header[k] = v
+	}
 	if body != nil && in.ContentType != "" {
 		header["Content-Type"] = []string{in.ContentType}
 	}
 	if !u.hasUserAgent {
 		header["User-Agent"] = u.userAgent
 	}
-	uri := b.requestURI(in)
 
 	var resp *http.Response
 	var err error
@@ -414,6 +465,14 @@ func (b *Backend) requestURI(in *Inbound) string {
 		buf = append(buf, in.Query...)
 	}
 	return string(buf)
+}
+
+// callEnv is what a graph backend's call sends instead of what the
+// endpoint-wide Inbound would give: the request-target and static header
+// values with its references filled in.
+type callEnv struct {
+	uri    string
+	header http.Header // the backend's own headers, rendered; nil if none
 }
 
 // cancelOnClose ends a call's context when its body is closed.

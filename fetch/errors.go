@@ -30,7 +30,50 @@ var (
 	// ErrRejected: the upstream's max_concurrent calls were already in
 	// flight, so the call was refused at once.
 	ErrRejected = errors.New("upstream concurrency limit reached")
+	// ErrSkipped: a dependency of the backend failed, so it was never
+	// called. The error is a *DependencyError naming the dependency.
+	ErrSkipped = errors.New("dependency failed")
+	// ErrReference: a {NAME.path} reference could not be filled from the
+	// dependency's answer (missing, not a scalar, or unfit for a header).
+	// The error is a *ReferenceError naming the reference.
+	ErrReference = errors.New("reference cannot be filled")
+	// ErrTooManyItems: a foreach array had more elements than max_items.
+	ErrTooManyItems = errors.New("too many foreach items")
 )
+
+// DependencyError is the failure of a backend that was not called because
+// the backend it depends on failed.
+type DependencyError struct {
+	// Name is the dependency's name, as written in the config.
+	Name string
+}
+
+// Error names the dependency.
+func (e *DependencyError) Error() string { return "dependency " + e.Name + " failed" }
+
+// Is makes a DependencyError match ErrSkipped.
+func (e *DependencyError) Is(target error) bool { return target == ErrSkipped }
+
+// ReferenceError is the failure of a backend whose call could not be built
+// because a reference found nothing usable in its dependency's answer.
+type ReferenceError struct {
+	// Ref is the reference as written, braces included: "{order.customer.id}".
+	Ref string
+	// Header is true when the value was found but cannot go into a header
+	// (it holds CR, LF or NUL).
+	Header bool
+}
+
+// Error names the reference.
+func (e *ReferenceError) Error() string {
+	if e.Header {
+		return "invalid header value from " + e.Ref
+	}
+	return "missing " + e.Ref
+}
+
+// Is makes a ReferenceError match ErrReference.
+func (e *ReferenceError) Is(target error) bool { return target == ErrReference }
 
 // StatusError is an upstream answer with a non-2xx status (3xx included:
 // redirects are never followed).
@@ -49,9 +92,15 @@ func (e *StatusError) Error() string {
 // internal error text.
 func Reason(err error) string {
 	var se *StatusError
+	var de *DependencyError
+	var re *ReferenceError
 	switch {
 	case err == nil:
 		return ""
+	case errors.As(err, &de):
+		return de.Error() // config text only: "dependency order failed"
+	case errors.As(err, &re):
+		return re.Error() // config text only: "missing {order.customer.id}"
 	case errors.As(err, &se):
 		return fmt.Sprintf("status %d", se.Code)
 	case errors.Is(err, ErrTimeout):
@@ -70,6 +119,8 @@ func Reason(err error) string {
 		return "unexpected response shape"
 	case errors.Is(err, ErrConnect):
 		return "unreachable"
+	case errors.Is(err, ErrTooManyItems):
+		return "too many items"
 	}
 	return "failed"
 }

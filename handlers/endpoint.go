@@ -82,6 +82,7 @@ func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.Hand
 func (g *Gateway) respond(c *gin.Context, ec *config.Endpoint, results []fetch.Result) {
 	var deciding *fetch.Result
 	var failed map[string]string
+	fellBack := false
 	parts := make([]fetch.Part, 0, len(results))
 	for i := range results {
 		r := &results[i]
@@ -95,6 +96,13 @@ func (g *Gateway) respond(c *gin.Context, ec *config.Endpoint, results []fetch.R
 			failed = make(map[string]string, len(results))
 		}
 		failed[r.Backend.Label] = fetch.Reason(r.Err)
+		if fb := r.Backend.Config.FallbackJSON; fb != nil {
+			// The fallback stands in for the answer, in its place, and the
+			// backend no longer decides the status.
+			parts = append(parts, fetch.Part{Group: r.Backend.Config.Group, Body: fb})
+			fellBack = true
+			continue
+		}
 		if deciding == nil || (r.Backend.Config.Required && !deciding.Backend.Config.Required) {
 			deciding = r
 		}
@@ -107,7 +115,7 @@ func (g *Gateway) respond(c *gin.Context, ec *config.Endpoint, results []fetch.R
 	}
 
 	h := c.Writer.Header()
-	if deciding != nil {
+	if deciding != nil || fellBack {
 		h[headerCompleted] = []string{"false"}
 		h["Cache-Control"] = []string{"no-store"}
 		if ec.ExposeErrors {
@@ -118,7 +126,11 @@ func (g *Gateway) respond(c *gin.Context, ec *config.Endpoint, results []fetch.R
 		h[headerCompleted] = []string{"true"}
 	}
 	buf := mergeBuffers.Get().(*[]byte)
-	*buf = fetch.Merge((*buf)[:0], parts)
+	if ec.Deep {
+		*buf = fetch.MergeDeep((*buf)[:0], parts)
+	} else {
+		*buf = fetch.Merge((*buf)[:0], parts)
+	}
 	writeJSONBytes(c.Writer, http.StatusOK, *buf) // copied into the connection's buffer
 	if cap(*buf) <= maxPooledMerge {
 		mergeBuffers.Put(buf)
@@ -234,7 +246,10 @@ func copyEndToEnd(dst, src http.Header) {
 // problem and is logged at debug.
 func (g *Gateway) logBackendFailure(c *gin.Context, ec *config.Endpoint, r *fetch.Result) {
 	level := slog.LevelWarn
-	if errors.Is(r.Err, fetch.ErrCanceled) {
+	if errors.Is(r.Err, fetch.ErrCanceled) || errors.Is(r.Err, fetch.ErrSkipped) {
+		// A client that left is not an upstream problem; a skipped
+		// dependent was not called, and its dependency's failure is
+		// logged already.
 		level = slog.LevelDebug
 	}
 	g.logger.LogAttrs(c.Request.Context(), level, "backend failed",

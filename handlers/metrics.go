@@ -48,7 +48,7 @@ func NewMetrics() *Metrics {
 		}, []string{"endpoint"}),
 		backendRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "manifold_backend_requests_total",
-			Help: "Backend calls by upstream and outcome (ok, error, timeout, circuit_open, rejected).",
+			Help: "Backend calls by upstream and outcome (ok, error, timeout, circuit_open, rejected, skipped: a dependent not called because its dependency failed).",
 		}, []string{"upstream", "outcome"}),
 		backendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "manifold_backend_duration_seconds",
@@ -139,6 +139,17 @@ func (m *Metrics) observeBackend(r *fetch.Result) {
 		return
 	}
 	up := r.Backend.Upstream.Name
+	if r.Items != nil {
+		// A foreach backend: every element call is a request of its own.
+		for i := range r.Items {
+			m.observeBackend(&r.Items[i])
+		}
+		return
+	}
+	if errors.Is(r.Err, fetch.ErrSkipped) {
+		m.backendRequests.WithLabelValues(up, "skipped").Inc() // never called: no duration
+		return
+	}
 	m.backendRequests.WithLabelValues(up, outcome(r.Err)).Inc()
 	m.backendDuration.WithLabelValues(up).Observe(r.Duration.Seconds())
 }

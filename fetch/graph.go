@@ -1,0 +1,246 @@
+package fetch
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/manifold-gw/manifold/config"
+)
+
+// fetchGraph runs an endpoint whose backends depend on each other: every
+// backend gets its goroutine at once (the first runs on the caller's), and
+// each waits only for its own dependencies, so a dependent starts the
+// moment the last of them has answered, and independent branches run in
+// parallel. done[i] is closed when results[i] is final; reading a
+// dependency's result after its channel closed is ordered by the close.
+func (e *Endpoint) fetchGraph(ctx context.Context, in *Inbound) []Result {
+	n := len(e.Backends)
+	results := make([]Result, n)
+	done := make([]chan struct{}, n)
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	run := func(i int) {
+		defer close(done[i])
+		results[i] = e.Backends[i].node(ctx, in, results, done)
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		wg.Go(func() { run(i) })
+	}
+	run(0)
+	wg.Wait()
+	return results
+}
+
+// node runs one backend of a graph: wait for its dependencies, fill its
+// references from their raw answers, then call (once, or once per foreach
+// element).
+func (b *Backend) node(ctx context.Context, in *Inbound, results []Result, done []chan struct{}) Result {
+	for _, d := range b.Config.Deps {
+		<-done[d] // a dependency's call ends by the endpoint deadline at the latest
+		if results[d].Err != nil {
+			return Result{Backend: b, Err: &DependencyError{Name: results[d].Backend.Config.ID}}
+		}
+	}
+	if b.Config.ForeachRef != nil {
+		return b.foreach(ctx, in, results)
+	}
+	vals, err := b.resolve(results, gjson.Result{})
+	if err != nil {
+		return Result{Backend: b, Err: err}
+	}
+	env, err := b.render(in, vals)
+	if err != nil {
+		return Result{Backend: b, Err: err}
+	}
+	return b.callWith(ctx, in, env)
+}
+
+// resolve finds the value of each of the backend's references: in the raw
+// answer of the backend it names, or in item for {item...}.
+func (b *Backend) resolve(results []Result, item gjson.Result) ([]config.RefValue, error) {
+	refs := b.Config.Refs
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	vals := make([]config.RefValue, len(refs))
+	for i, r := range refs {
+		var v gjson.Result
+		if r.Source == config.ItemSource {
+			v = item
+			if r.Path != "" {
+				v = item.Get(r.Path)
+			}
+		} else {
+			v = gjson.GetBytes(results[r.Source].raw, r.Path)
+		}
+		vals[i] = refValue(v)
+	}
+	return vals, nil
+}
+
+// refValue turns a JSON value into what a reference can substitute: the
+// text of a scalar (a number's exact text, a string decoded), or the texts
+// of an array of scalars. Anything else is not found.
+func refValue(v gjson.Result) config.RefValue {
+	switch v.Type {
+	case gjson.String:
+		return config.RefValue{Found: true, Text: v.Str}
+	case gjson.Number:
+		return config.RefValue{Found: true, Text: v.Raw}
+	case gjson.True:
+		return config.RefValue{Found: true, Text: "true"}
+	case gjson.False:
+		return config.RefValue{Found: true, Text: "false"}
+	}
+	if !v.IsArray() {
+		return config.RefValue{}
+	}
+	list := []string{}
+	ok := true
+	v.ForEach(func(_, x gjson.Result) bool {
+		s := refValue(x)
+		if !s.Found || s.List != nil {
+			ok = false
+			return false
+		}
+		list = append(list, s.Text)
+		return true
+	})
+	if !ok {
+		return config.RefValue{}
+	}
+	return config.RefValue{Found: true, List: list}
+}
+
+// render builds the call's request-target and headers from vals.
+func (b *Backend) render(in *Inbound, vals []config.RefValue) (*callEnv, error) {
+	t := b.Config.Template
+	buf := make([]byte, 0, len(b.Upstream.pathPrefix)+len(b.Config.Path)+len(in.Query)+64)
+	buf = append(buf, b.Upstream.pathPrefix...)
+	buf, bad := t.AppendPathValues(buf, in.Params, vals)
+	if bad != nil {
+		return nil, &ReferenceError{Ref: bad.Text}
+	}
+	if t.HasQuery() || in.Query != "" {
+		buf = append(buf, '?')
+		mark := len(buf)
+		buf, bad = t.AppendQueryValues(buf, in.Params, vals)
+		if bad != nil {
+			return nil, &ReferenceError{Ref: bad.Text}
+		}
+		if len(buf) > mark && in.Query != "" {
+			buf = append(buf, '&')
+		}
+		buf = append(buf, in.Query...)
+		if len(buf) == mark {
+			buf = buf[:mark-1] // nothing after all: an empty array, no forwarded query
+		}
+	}
+	env := &callEnv{uri: string(buf)}
+	if hs := b.Config.HeaderTemplates; len(hs) > 0 {
+		env.header = make(http.Header, len(hs))
+		for _, h := range hs {
+			v, bad := h.Render(vals)
+			if bad != nil {
+				return nil, &ReferenceError{Ref: bad.Text, Header: strings.ContainsAny(v, "\r\n\x00")}
+			}
+			env.header[h.Name] = []string{v}
+		}
+	}
+	return env, nil
+}
+
+// foreach calls the backend once per element of its foreach array, at most
+// max_parallel at a time: a worker pool of that many goroutines (the
+// caller's included) taking elements in order, so no goroutine is started
+// per element. Results come back in element order, as one JSON array; the
+// first failed element, in order, fails the backend, and once one has
+// failed no further element is started.
+func (b *Backend) foreach(ctx context.Context, in *Inbound, results []Result) Result {
+	start := time.Now()
+	f := b.Config.ForeachRef
+	arr := gjson.GetBytes(results[f.Source].raw, f.Path)
+	if !arr.IsArray() {
+		return Result{Backend: b, Err: &ReferenceError{Ref: f.Text}}
+	}
+	items := arr.Array()
+	if len(items) > b.Config.MaxItems {
+		return Result{Backend: b, Err: ErrTooManyItems}
+	}
+	if len(items) == 0 {
+		return Result{Backend: b, Body: emptyArray, Items: []Result{}, Status: http.StatusOK, Duration: time.Since(start)}
+	}
+	calls := make([]Result, len(items))
+	var next atomic.Int64
+	var failed atomic.Bool
+	work := func() {
+		for !failed.Load() {
+			k := int(next.Add(1)) - 1
+			if k >= len(items) {
+				return
+			}
+			r := b.item(ctx, in, results, items[k])
+			if r.Err != nil {
+				failed.Store(true)
+			}
+			calls[k] = r
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(b.Config.MaxParallel, len(items)) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+
+	res := Result{Backend: b, Items: calls, Duration: time.Since(start)}
+	size := 2
+	for i := range calls {
+		c := &calls[i]
+		if c.Backend == nil {
+			calls = calls[:i] // never started: an earlier element failed
+			res.Items = calls
+			break
+		}
+		if c.Err != nil && res.Err == nil {
+			res.Err, res.Status = c.Err, c.Status
+		}
+		size += len(c.Body) + 1
+	}
+	if res.Err != nil {
+		return res
+	}
+	body := make([]byte, 0, size)
+	body = append(body, '[')
+	for i := range calls {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, calls[i].Body...)
+	}
+	res.Body = append(body, ']')
+	res.Status = http.StatusOK
+	return res
+}
+
+var emptyArray = []byte("[]")
+
+// item makes the call of one foreach element.
+func (b *Backend) item(ctx context.Context, in *Inbound, results []Result, item gjson.Result) Result {
+	vals, err := b.resolve(results, item)
+	if err == nil {
+		var env *callEnv
+		if env, err = b.render(in, vals); err == nil {
+			return b.callWith(ctx, in, env)
+		}
+	}
+	return Result{Backend: b, Err: err}
+}
