@@ -17,6 +17,7 @@ type command struct {
 	usage    string // the synopsis, after "manifold "
 	examples string
 	url      bool // takes --url
+	graph    bool // takes --endpoint and --format
 }
 
 // commands is every subcommand in the order help lists them; run is the
@@ -48,6 +49,22 @@ they would be by run.`,
 
   # Validate with an override, as the container would run it
   MANIFOLD_SERVER_ADDRESS=:9000 manifold check -c config.yaml`,
+	},
+	{
+		name:  "graph",
+		short: "Print each endpoint's call graph (text or Graphviz dot)",
+		long: `Print each endpoint's call graph: its backends by stage, what each waits
+for, foreach and fallback. Stage 1 needs nothing; a backend of stage N waits
+for one of stage N-1. At request time each backend starts the moment its own
+dependencies have answered, not stage by stage. The config is validated
+first, as check does.`,
+		usage: "graph [-c FILE] [--endpoint PATH] [--format text|dot]",
+		examples: `  # The call graph of one endpoint
+  manifold graph -c config.yaml --endpoint '/api/orders/{id}'
+
+  # Every endpoint, drawn with Graphviz
+  manifold graph -c config.yaml --format dot | dot -Tsvg > graph.svg`,
+		graph: true,
 	},
 	{
 		name:  "health",
@@ -93,11 +110,13 @@ func lookup(name string) (command, bool) {
 
 // cliFlags are the parsed flags of one invocation.
 type cliFlags struct {
-	set     *pflag.FlagSet
-	config  string
-	url     string
-	help    bool
-	version bool
+	set      *pflag.FlagSet
+	config   string
+	url      string
+	endpoint string
+	format   string
+	help     bool
+	version  bool
 }
 
 // newFlags is the flag set of cmd: every command takes -c and -h, health
@@ -111,6 +130,10 @@ func newFlags(cmd command, top bool) *cliFlags {
 	}
 	if cmd.url {
 		f.set.StringVar(&f.url, "url", "", "the `URL` to probe (default /__health on server.address)")
+	}
+	if cmd.graph {
+		f.set.StringVar(&f.endpoint, "endpoint", "", "only the endpoint with this `PATH`, as written in the config")
+		f.set.StringVar(&f.format, "format", "text", "`text` (stages, the default) or dot (Graphviz)")
 	}
 	f.set.BoolVarP(&f.help, "help", "h", false, "show this help")
 	if top {
@@ -130,7 +153,7 @@ func commandName(args []string) string {
 				return args[i+1]
 			}
 			return ""
-		case a == "-c" || a == "--config" || a == "--url":
+		case a == "-c" || a == "--config" || a == "--url" || a == "--endpoint" || a == "--format":
 			i++ // the flag's value
 		case strings.HasPrefix(a, "-"):
 		default:

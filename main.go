@@ -6,6 +6,7 @@
 //
 //	manifold [run] [-c FILE]   serve (config: -c, else $MANIFOLD_CONFIG, else ./config.yaml)
 //	manifold check [-c FILE]   validate the config and exit
+//	manifold graph [-c FILE] [--endpoint PATH] [--format text|dot]  print the call graphs
 //	manifold health [-c FILE] [--url URL]  probe /__health (for container health checks)
 //	manifold version           print the version (also -v, --version)
 //	manifold help [COMMAND]    show help (also -h, --help)
@@ -87,6 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "health":
 		return health(f.url, src.path, stdout, stderr)
+	case "graph":
+		return graphCommand(src, f.endpoint, f.format, stdout, stderr)
 	default: // run
 		cfg, ok := load(src, stderr, true)
 		if !ok {
