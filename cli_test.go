@@ -39,7 +39,7 @@ func TestCLIHelp(t *testing.T) {
 	// Flags that a page must not list: each command shows its own.
 	absent := map[string][]string{
 		"run": {"--url", "--version", "--endpoint"}, "check": {"--url", "--version", "--endpoint"}, "health": {"--version", "--endpoint"},
-		"graph": {"--url", "--version"},
+		"graph":   {"--url", "--version"},
 		"version": {"--config", "--url"}, "help": {"--config", "--url"},
 	}
 	type helpCase struct{ args, want, not []string }
