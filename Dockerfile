@@ -1,11 +1,12 @@
 # syntax=docker/dockerfile:1
 # Manifold: a static binary on distroless, running as non-root.
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t manifold .
-#   docker run -p 8080:8080 -v $PWD/prod.yaml:/etc/manifold/config.yaml:ro manifold
+#   docker run -p 8080:8080 -v $PWD/conf:/etc/manifold:ro manifold   # conf/config.yaml
 #   docker run -p 8080:8080 -e MANIFOLD_CONFIG=/etc/manifold/demo.yaml manifold   # the demo
 #
 # Production-safe defaults: the image serves only the config you mount at
-# /etc/manifold/config.yaml (with none there it refuses to start), and it
+# /etc/manifold/config.yaml (with none there it refuses to start; mount the
+# directory, not the file, so that an editor's atomic save is seen), and it
 # sets no MANIFOLD_* override, because environment beats file: whatever your
 # file says about admin.address, demo or anything else is what runs. The
 # admin listener (/metrics, no authentication) therefore follows your file:
