@@ -242,11 +242,14 @@ type caseKeeper struct {
 	rename        map[[2]int]map[string]string // [endpoint, backend] -> rename
 	beHeaders     map[[2]int]map[string]string // [endpoint, backend] -> headers
 	fallback      map[[2]int][]byte            // [endpoint, backend] -> fallback as JSON
+	claims        map[int]map[string]string    // endpoint -> auth.claims_to_headers
+	respHeaders   map[int]map[string]string    // endpoint -> response_headers
 }
 
 func keptCase(root *yaml.Node, c *collector) *caseKeeper {
 	k := &caseKeeper{upstreamLower: map[string]string{}, headers: map[string]map[string]string{}, rename: map[[2]int]map[string]string{},
-		beHeaders: map[[2]int]map[string]string{}, fallback: map[[2]int][]byte{}}
+		beHeaders: map[[2]int]map[string]string{}, fallback: map[[2]int][]byte{},
+		claims: map[int]map[string]string{}, respHeaders: map[int]map[string]string{}}
 	if ups := mapValue(root, "upstreams"); ups != nil && ups.Kind == yaml.MappingNode {
 		envNames := map[string]string{}
 		for i := 0; i+1 < len(ups.Content); i += 2 {
@@ -276,6 +279,13 @@ func keptCase(root *yaml.Node, c *collector) *caseKeeper {
 	}
 	if eps := mapValue(root, "endpoints"); eps != nil && eps.Kind == yaml.SequenceNode {
 		for i, ep := range eps.Content {
+			ep0 := fmt.Sprintf("endpoints[%d]", i)
+			if h := mapValue(ep, "response_headers"); h != nil {
+				k.respHeaders[i] = stringMap(h, ep0+".response_headers", c, true)
+			}
+			if cl := mapValue(mapValue(ep, "auth"), "claims_to_headers"); cl != nil {
+				k.claims[i] = stringMap(cl, ep0+".auth.claims_to_headers", c, false)
+			}
 			bes := mapValue(ep, "backends")
 			if bes == nil || bes.Kind != yaml.SequenceNode {
 				continue
@@ -429,6 +439,10 @@ func restoreCase(settings map[string]any, k *caseKeeper) {
 	eps, _ := settings["endpoints"].([]any)
 	for _, ep := range eps {
 		epm, _ := ep.(map[string]any)
+		delete(epm, "response_headers")
+		if a, ok := epm["auth"].(map[string]any); ok {
+			delete(a, "claims_to_headers")
+		}
 		bes, _ := epm["backends"].([]any)
 		for _, be := range bes {
 			if bem, ok := be.(map[string]any); ok {
@@ -453,6 +467,12 @@ func (k *caseKeeper) apply(cfg *Config) {
 		if ep == nil {
 			continue
 		}
+		if h, ok := k.respHeaders[i]; ok {
+			ep.ResponseHeaders = h
+		}
+		if cl, ok := k.claims[i]; ok && ep.Auth != nil {
+			ep.Auth.ClaimsToHeaders = cl
+		}
 		for j, be := range ep.Backends {
 			if be == nil {
 				continue
@@ -473,19 +493,25 @@ func (k *caseKeeper) apply(cfg *Config) {
 // ---- defaults and environment ----
 
 var topDefaults = map[string]any{
-	"server.address":             ":8080",
-	"server.read_header_timeout": "5s",
-	"server.read_timeout":        "30s",
-	"server.write_timeout":       "30s",
-	"server.idle_timeout":        "120s",
-	"server.drain_delay":         "0s",
-	"server.shutdown_timeout":    "15s",
-	"server.max_body_bytes":      1048576,
-	"server.trusted_proxies":     []string{},
-	"admin.address":              "127.0.0.1:9091",
-	"log.level":                  "info",
-	"log.format":                 "json",
-	"demo":                       false,
+	"server.address":               ":8080",
+	"server.read_header_timeout":   "5s",
+	"server.read_timeout":          "30s",
+	"server.write_timeout":         "30s",
+	"server.idle_timeout":          "120s",
+	"server.drain_delay":           "0s",
+	"server.shutdown_timeout":      "15s",
+	"server.max_body_bytes":        1048576,
+	"server.trusted_proxies":       []string{},
+	"admin.address":                "127.0.0.1:9091",
+	"log.level":                    "info",
+	"log.format":                   "json",
+	"demo":                         false,
+	"server.h2c":                   false,
+	"server.tls.cert_file":         "",
+	"server.tls.key_file":          "",
+	"server.compression.enabled":   true,
+	"server.compression.min_bytes": 1024,
+	"server.cache_bytes":           67108864,
 }
 
 var upstreamDefaults = map[string]any{
@@ -642,6 +668,25 @@ func (e *envOverrides) value(t reflect.Type, name, path string, parent map[strin
 // cannot default because they are list elements. Present keys are kept, so an
 // explicit bad value is still reported.
 func applyListDefaults(settings map[string]any) {
+	// Blocks whose presence turns a feature on get their defaults only
+	// when present.
+	if srv, ok := settings["server"].(map[string]any); ok {
+		if cors, ok := srv["cors"].(map[string]any); ok {
+			setIfAbsent(cors, "allow_origins", []any{})
+			setIfAbsent(cors, "allow_methods", []any{"GET", "POST", "PUT", "PATCH", "DELETE"})
+			setIfAbsent(cors, "allow_headers", []any{})
+			setIfAbsent(cors, "expose_headers", []any{"X-Request-ID", "X-Manifold-Completed"})
+			setIfAbsent(cors, "allow_credentials", false)
+			setIfAbsent(cors, "max_age", "10m")
+		}
+	}
+	if auth, ok := settings["auth"].(map[string]any); ok {
+		if jwt, ok := auth["jwt"].(map[string]any); ok {
+			setIfAbsent(jwt, "algorithms", []any{"RS256", "ES256"})
+			setIfAbsent(jwt, "refresh", "10m")
+			setIfAbsent(jwt, "leeway", "30s")
+		}
+	}
 	eps, _ := settings["endpoints"].([]any)
 	for _, ep := range eps {
 		epm, ok := ep.(map[string]any)
@@ -651,6 +696,9 @@ func applyListDefaults(settings map[string]any) {
 		setIfAbsent(epm, "method", "GET")
 		setIfAbsent(epm, "timeout", defaultEndpointTimeout.String())
 		setIfAbsent(epm, "merge", MergeShallow)
+		if a, ok := epm["auth"].(map[string]any); ok {
+			setIfAbsent(a, "required", true)
+		}
 		if rl, ok := epm["rate_limit"].(map[string]any); ok {
 			setIfAbsent(rl, "rps", 100)
 			setIfAbsent(rl, "burst", 20)

@@ -227,6 +227,8 @@ endpoints:
 		DrainDelay:        0,
 		ShutdownTimeout:   15 * time.Second,
 		MaxBodyBytes:      1048576,
+		Compression:       config.Compression{Enabled: true, MinBytes: 1024},
+		CacheBytes:        64 << 20,
 	}
 	gotServer := cfg.Server
 	if len(gotServer.TrustedProxies) != 0 || len(gotServer.TrustedPrefixes) != 0 {
@@ -750,7 +752,7 @@ func TestRateLimit(t *testing.T) {
 		{name: "burst negative", yaml: rl("rps: 1, burst: -3"), path: "endpoints[0].rate_limit.burst", words: []string{"at least 1"}},
 		{name: "per", yaml: rl("rps: 1, burst: 1, per: user"), path: "endpoints[0].rate_limit.per", words: []string{`"user"`, "global or client"}},
 		{name: "client_key", yaml: rl("rps: 1, burst: 1, per: client, client_key: cookie"),
-			path: "endpoints[0].rate_limit.client_key", words: []string{`"cookie"`, "ip or header:NAME"}},
+			path: "endpoints[0].rate_limit.client_key", words: []string{`"cookie"`, "use ip, header:NAME (e.g. header:X-Api-Key) or claim:NAME"}},
 		{name: "client_key header without name", yaml: rl(`rps: 1, burst: 1, client_key: "header:"`),
 			path: "endpoints[0].rate_limit.client_key", words: []string{"header:NAME"}},
 		{name: "client_key bad header name", yaml: rl(`rps: 1, burst: 1, client_key: "header:X Key"`),

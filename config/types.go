@@ -25,6 +25,8 @@ type Config struct {
 	Admin Admin `mapstructure:"admin"`
 	// Log selects the level and format of the process log.
 	Log Log `mapstructure:"log"`
+	// Auth configures token validation (auth.jwt).
+	Auth Auth `mapstructure:"auth"`
 	// Demo mounts the sample upstream services under /__demo/ on the main
 	// listener, so the shipped config works with no other process running.
 	Demo bool `mapstructure:"demo"`
@@ -76,9 +78,110 @@ type Server struct {
 	// when finding the client IP (default none: the peer address is the client).
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
 
+	// TLS, when both files are set, serves HTTPS on the main listener, with
+	// HTTP/2 by ALPN; the pair is reloaded on SIGHUP.
+	TLS TLS `mapstructure:"tls"`
+	// H2C serves cleartext HTTP/2 with prior knowledge beside HTTP/1.1, for
+	// balancers that speak it (default false).
+	H2C bool `mapstructure:"h2c"`
+	// Compression gzips answers for clients that accept it.
+	Compression Compression `mapstructure:"compression"`
+	// CacheBytes is the memory of all endpoint caches together (default
+	// 64 MiB); entries are evicted to stay under it.
+	CacheBytes int64 `mapstructure:"cache_bytes"`
+	// CORS, when present, answers browsers' preflights and adds CORS
+	// headers for the allowed origins; absent, no CORS handling at all.
+	CORS *CORS `mapstructure:"cors"`
+
 	// TrustedPrefixes is TrustedProxies parsed and normalised: single IPs
 	// become /32 or /128, IPv4-mapped IPv6 forms become IPv4.
 	TrustedPrefixes []netip.Prefix `mapstructure:"-"`
+}
+
+// TLS names the main listener's certificate and key (PEM files).
+type TLS struct {
+	// CertFile is the certificate chain, leaf first.
+	CertFile string `mapstructure:"cert_file"`
+	// KeyFile is the certificate's private key.
+	KeyFile string `mapstructure:"key_file"`
+}
+
+// Enabled reports whether HTTPS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// Compression configures gzip of answers to clients.
+type Compression struct {
+	// Enabled turns it on (default true).
+	Enabled bool `mapstructure:"enabled"`
+	// MinBytes is the smallest body that is compressed (default 1024):
+	// below it, gzip costs more than it saves.
+	MinBytes int `mapstructure:"min_bytes"`
+}
+
+// CORS configures cross-origin resource sharing for browsers.
+type CORS struct {
+	// AllowOrigins are exact origins (https://app.example.com) or "*".
+	AllowOrigins []string `mapstructure:"allow_origins"`
+	// AllowMethods are the methods a preflight may ask for (default GET,
+	// POST, PUT, PATCH, DELETE).
+	AllowMethods []string `mapstructure:"allow_methods"`
+	// AllowHeaders are the request headers a preflight may ask for.
+	AllowHeaders []string `mapstructure:"allow_headers"`
+	// ExposeHeaders are the answer headers a browser script may read
+	// (default X-Request-ID, X-Manifold-Completed).
+	ExposeHeaders []string `mapstructure:"expose_headers"`
+	// AllowCredentials lets the browser send cookies and Authorization;
+	// refused together with the origin "*".
+	AllowCredentials bool `mapstructure:"allow_credentials"`
+	// MaxAge is how long a browser may cache a preflight's answer (default
+	// 10m).
+	MaxAge time.Duration `mapstructure:"max_age"`
+}
+
+// Auth configures request authentication.
+type Auth struct {
+	// JWT, when present, validates bearer tokens for the endpoints whose
+	// auth asks for it; absent, no token is validated anywhere.
+	JWT *JWT `mapstructure:"jwt"`
+}
+
+// JWT configures bearer token validation.
+type JWT struct {
+	// JWKSURL is where the key set is fetched (https in production).
+	JWKSURL string `mapstructure:"jwks_url"`
+	// JWKSFile is a local key set, instead of JWKSURL.
+	JWKSFile string `mapstructure:"jwks_file"`
+	// Secret is the HMAC key for HS256/384/512 tokens; use ${VAR}.
+	Secret string `mapstructure:"secret"`
+	// Issuer must equal the token's iss claim, when set.
+	Issuer string `mapstructure:"issuer"`
+	// Audience: the token's aud must hold one of these, when set.
+	Audience []string `mapstructure:"audience"`
+	// Algorithms are the accepted signature algorithms (default RS256,
+	// ES256); never "none".
+	Algorithms []string `mapstructure:"algorithms"`
+	// Refresh is how often the key set is fetched again (default 10m); an
+	// unknown kid also triggers a fetch, rate-limited.
+	Refresh time.Duration `mapstructure:"refresh"`
+	// Leeway is the clock skew allowed on exp, nbf and iat (default 30s).
+	Leeway time.Duration `mapstructure:"leeway"`
+}
+
+// EndpointAuth is an endpoint's use of auth.jwt.
+type EndpointAuth struct {
+	// Required refuses a request without a valid token (401).
+	Required bool `mapstructure:"required"`
+	// Scopes must all be in the token's scope (or scp) claim, else 403.
+	Scopes []string `mapstructure:"scopes"`
+	// ClaimsToHeaders sends claims to every backend as headers (claim:
+	// header); a client can never set those headers itself.
+	ClaimsToHeaders map[string]string `mapstructure:"claims_to_headers"`
+}
+
+// EndpointCache caches an endpoint's complete 200 answers to GET.
+type EndpointCache struct {
+	// TTL is how long an answer is served from the cache.
+	TTL time.Duration `mapstructure:"ttl"`
 }
 
 // Admin configures the operations listener.
@@ -179,6 +282,14 @@ type Endpoint struct {
 	ExposeErrors bool `mapstructure:"expose_errors"`
 	// RateLimit, when present, limits how often the endpoint is served.
 	RateLimit *RateLimit `mapstructure:"rate_limit"`
+	// Auth, when present, validates the request's bearer token with
+	// auth.jwt before anything else.
+	Auth *EndpointAuth `mapstructure:"auth"`
+	// Cache, when present, serves complete 200 answers to GET from memory.
+	Cache *EndpointCache `mapstructure:"cache"`
+	// ResponseHeaders are added to every answer of the endpoint, errors
+	// included; names as written.
+	ResponseHeaders map[string]string `mapstructure:"response_headers"`
 	// Backends are the calls made for each request, in merge order.
 	Backends []*Backend `mapstructure:"backends"`
 	// Merge is shallow (default: later top-level keys replace earlier ones)
@@ -214,11 +325,14 @@ type RateLimit struct {
 	Burst int `mapstructure:"burst"`
 	// Per is global (one bucket for the endpoint) or client (one per client).
 	Per string `mapstructure:"per"`
-	// ClientKey identifies a client: ip, or header:NAME (the IP when absent).
+	// ClientKey identifies a client: ip, header:NAME (the IP when absent),
+	// or claim:NAME of the validated token (the IP without a token).
 	ClientKey string `mapstructure:"client_key"`
 
 	// KeyHeader is NAME of header:NAME, canonicalised; "" means by IP.
 	KeyHeader string `mapstructure:"-"`
+	// KeyClaim is NAME of claim:NAME: the client is the token's claim.
+	KeyClaim string `mapstructure:"-"`
 }
 
 // Backend is one upstream call of an endpoint.

@@ -38,6 +38,7 @@ var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.Met
 // YAML path, and fills the compiled fields of cfg as it goes.
 func validate(cfg *Config, c *collector) {
 	validateServer(cfg, c)
+	validateEdge(cfg, c)
 	names := make([]string, 0, len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
 		names = append(names, name)
@@ -63,6 +64,7 @@ func validate(cfg *Config, c *collector) {
 		}
 		ep.Index = i
 		validateEndpoint(cfg, ep, p, c)
+		validateEndpointEdge(cfg, ep, p, c)
 		if ep.Route == "" {
 			continue
 		}
@@ -305,8 +307,13 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 			rl.KeyHeader = ""
 		case isHeader && httpguts.ValidHeaderFieldName(name):
 			rl.KeyHeader = http.CanonicalHeaderKey(name)
+		case strings.HasPrefix(rl.ClientKey, "claim:") && len(rl.ClientKey) > len("claim:"):
+			rl.KeyClaim = strings.TrimPrefix(rl.ClientKey, "claim:")
+			if ep.Auth == nil {
+				c.add(rp+".client_key", "%q reads the token's claim, but this endpoint has no auth: add auth (and auth.jwt)", rl.ClientKey)
+			}
 		default:
-			c.add(rp+".client_key", "%q: use ip or header:NAME (e.g. header:X-Api-Key)", rl.ClientKey)
+			c.add(rp+".client_key", "%q: use ip, header:NAME (e.g. header:X-Api-Key) or claim:NAME (e.g. claim:sub)", rl.ClientKey)
 		}
 	}
 	ep.Deep = false

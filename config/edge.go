@@ -1,0 +1,215 @@
+package config
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// jwtAlgorithms are the signature algorithms auth.jwt accepts by name;
+// "none" is never one of them.
+var jwtAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512"}
+
+// answerHeaders are set by Manifold on answers; response_headers cannot
+// replace them.
+var answerHeaders = []string{"Content-Length", "Content-Type", "Content-Encoding", "Vary", "X-Request-Id", "X-Manifold-Completed", "X-Manifold-Cache"}
+
+// validateEdge checks the keys of the edge: the listener's TLS, h2c,
+// compression, CORS and cache memory, and auth.jwt.
+func validateEdge(cfg *Config, c *collector) {
+	s := &cfg.Server
+	switch t := s.TLS; {
+	case t.CertFile == "" && t.KeyFile == "":
+	case t.CertFile == "" || t.KeyFile == "":
+		c.add("server.tls", "give both cert_file and key_file for HTTPS, or neither for plain HTTP")
+	default:
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			c.add("server.tls", "cannot load the certificate and key: %v", err)
+		}
+		if s.H2C {
+			c.add("server.h2c", "h2c is cleartext HTTP/2; with tls, HTTP/2 is negotiated by ALPN: remove h2c")
+		}
+	}
+	if s.Compression.MinBytes < 0 {
+		c.add("server.compression.min_bytes", "must not be negative, got %d", s.Compression.MinBytes)
+	}
+	if s.CacheBytes < 0 {
+		c.add("server.cache_bytes", "must not be negative, got %d", s.CacheBytes)
+	}
+	if cors := s.CORS; cors != nil {
+		validateCORS(cors, c)
+	}
+	if j := cfg.Auth.JWT; j != nil {
+		validateJWT(j, c)
+	}
+}
+
+func validateCORS(cors *CORS, c *collector) {
+	const p = "server.cors"
+	if len(cors.AllowOrigins) == 0 {
+		c.add(p+".allow_origins", `list the origins browsers may call from (https://app.example.com), or "*" for any`)
+	}
+	for i, o := range cors.AllowOrigins {
+		op := fmt.Sprintf("%s.allow_origins[%d]", p, i)
+		if o == "*" {
+			if cors.AllowCredentials {
+				c.add(op, `"*" cannot be used with allow_credentials: browsers refuse credentials for any origin; list the origins`)
+			}
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			c.add(op, "%q is not an origin: write scheme://host[:port], e.g. https://app.example.com", o)
+		} else if u.Path == "/" {
+			c.add(op, "%q: an origin has no path; write %q", o, strings.TrimSuffix(o, "/"))
+		}
+	}
+	for i, m := range cors.AllowMethods {
+		if !httpguts.ValidHeaderFieldName(m) || strings.ToUpper(m) != m {
+			c.add(fmt.Sprintf("%s.allow_methods[%d]", p, i), "%q is not a method name (GET, POST, ...)", m)
+		}
+	}
+	for _, list := range []struct {
+		key   string
+		names []string
+	}{{"allow_headers", cors.AllowHeaders}, {"expose_headers", cors.ExposeHeaders}} {
+		for i, h := range list.names {
+			if h != "*" && !httpguts.ValidHeaderFieldName(h) {
+				c.add(fmt.Sprintf("%s.%s[%d]", p, list.key, i), "%q is not a valid header name", h)
+			}
+		}
+	}
+	if cors.MaxAge < 0 {
+		c.add(p+".max_age", "must not be negative")
+	}
+}
+
+func validateJWT(j *JWT, c *collector) {
+	const p = "auth.jwt"
+	sources := 0
+	for _, set := range []bool{j.JWKSURL != "", j.JWKSFile != "", j.Secret != ""} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		c.add(p, "give exactly one key source: jwks_url (a key set to fetch), jwks_file (a local key set) or secret (HS256/384/512)")
+	}
+	if j.JWKSURL != "" {
+		u, err := url.Parse(j.JWKSURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			c.add(p+".jwks_url", "%q must be an http:// or https:// URL", j.JWKSURL)
+		}
+	}
+	if j.JWKSFile != "" {
+		checkJWKSFile(j.JWKSFile, p+".jwks_file", c)
+	}
+	if len(j.Algorithms) == 0 {
+		c.add(p+".algorithms", "list the accepted algorithms, e.g. [RS256, ES256]")
+	}
+	for i, a := range j.Algorithms {
+		ap := fmt.Sprintf("%s.algorithms[%d]", p, i)
+		switch {
+		case strings.EqualFold(a, "none"):
+			c.add(ap, `"none" accepts unsigned tokens: anyone could forge one; it is never allowed`)
+		case !slices.Contains(jwtAlgorithms, a):
+			c.add(ap, "%q is not a supported algorithm (known: %s)", a, strings.Join(jwtAlgorithms, ", "))
+		case strings.HasPrefix(a, "HS") && j.Secret == "":
+			c.add(ap, "%s needs secret: an HMAC algorithm beside a public key set would let a public key sign tokens", a)
+		case !strings.HasPrefix(a, "HS") && j.Secret != "":
+			c.add(ap, "%s needs a key set (jwks_url or jwks_file), not secret", a)
+		}
+	}
+	if j.Secret != "" && len(j.Secret) < 32 {
+		c.add(p+".secret", "is %d bytes; an HMAC secret needs at least 32 random bytes", len(j.Secret))
+	}
+	if j.Refresh <= 0 {
+		c.add(p+".refresh", "must be positive, e.g. 10m")
+	}
+	if j.Leeway < 0 {
+		c.add(p+".leeway", "must not be negative")
+	}
+	for i, a := range j.Audience {
+		if a == "" {
+			c.add(fmt.Sprintf("%s.audience[%d]", p, i), "empty audience")
+		}
+	}
+}
+
+// checkJWKSFile checks that a local key set is readable JSON with keys.
+func checkJWKSFile(path, yp string, c *collector) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		c.add(yp, "cannot read the key set: %v", err)
+		return
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(b, &set); err != nil || len(set.Keys) == 0 {
+		c.add(yp, "%s is not a JWK set: want a JSON object with a non-empty \"keys\" array", path)
+	}
+}
+
+// validateEndpointEdge checks an endpoint's auth, cache and
+// response_headers.
+func validateEndpointEdge(cfg *Config, ep *Endpoint, p string, c *collector) {
+	if a := ep.Auth; a != nil {
+		if cfg.Auth.JWT == nil {
+			c.add(p+".auth", "needs auth.jwt at the top level: it says how tokens are checked")
+		}
+		for i, sc := range a.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \t") {
+				c.add(fmt.Sprintf("%s.auth.scopes[%d]", p, i), "%q is not a scope (one word, no spaces)", sc)
+			}
+		}
+		for _, claim := range slices.Sorted(maps.Keys(a.ClaimsToHeaders)) {
+			h := a.ClaimsToHeaders[claim]
+			hp := p + ".auth.claims_to_headers." + claim
+			switch {
+			case claim == "":
+				c.add(p+".auth.claims_to_headers", "a claim name cannot be empty")
+			case !httpguts.ValidHeaderFieldName(h):
+				c.add(hp, "%q is not a valid header name", h)
+			case IsHopByHop(h) || slices.Contains(managedHeaders, http.CanonicalHeaderKey(h)):
+				c.add(hp, "%s is set by Manifold for each upstream call and cannot carry a claim", h)
+			}
+		}
+	}
+	if ca := ep.Cache; ca != nil {
+		switch {
+		case ca.TTL <= 0:
+			c.add(p+".cache.ttl", "must be positive, e.g. 30s")
+		case ep.Method != http.MethodGet:
+			c.add(p+".cache", "only answers to GET are cached; this endpoint is %s", ep.Method)
+		case cfg.Server.CacheBytes == 0:
+			c.add(p+".cache", "server.cache_bytes is 0: there is no memory to cache in")
+		}
+		for _, be := range ep.Backends {
+			if be != nil && be.Passthrough {
+				c.add(p+".cache", "a passthrough answer is streamed as it arrives and is not cached")
+				break
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(ep.ResponseHeaders)) {
+		hp := p + ".response_headers." + name
+		v := ep.ResponseHeaders[name]
+		switch {
+		case !httpguts.ValidHeaderFieldName(name):
+			c.add(hp, "%q is not a valid header name", name)
+		case IsHopByHop(name) || slices.Contains(answerHeaders, http.CanonicalHeaderKey(name)):
+			c.add(hp, "%s is set by Manifold on every answer and cannot be set here", name)
+		case !httpguts.ValidHeaderFieldValue(v):
+			c.add(hp, "the value holds a control character")
+		}
+	}
+}

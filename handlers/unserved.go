@@ -1,0 +1,40 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/manifold-gw/manifold/config"
+)
+
+// errUnserved is returned by New for a config that asks for a feature this
+// build validates but does not serve yet. Serving such a file as if the
+// keys were absent would be worse than refusing it: an endpoint that asks
+// for auth must never answer without checking the token.
+var errUnserved = errors.New("not served by this build")
+
+// unserved names the first key of cfg whose feature is not served yet, or
+// "" when every key it uses is served.
+func unserved(cfg *config.Config) string {
+	switch {
+	case cfg.Auth.JWT != nil:
+		return "auth.jwt"
+	case cfg.Server.CORS != nil:
+		return "server.cors"
+	case cfg.Server.TLS.Enabled():
+		return "server.tls"
+	case cfg.Server.H2C:
+		return "server.h2c"
+	}
+	for i, ep := range cfg.Endpoints {
+		switch {
+		case ep.Auth != nil:
+			return fmt.Sprintf("endpoints[%d].auth", i)
+		case ep.Cache != nil:
+			return fmt.Sprintf("endpoints[%d].cache", i)
+		case len(ep.ResponseHeaders) > 0:
+			return fmt.Sprintf("endpoints[%d].response_headers", i)
+		}
+	}
+	return ""
+}
