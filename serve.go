@@ -116,10 +116,21 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 		IdleTimeout:       s.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	certs, err := configureProtocols(srv, s)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	servers := []*http.Server{srv}
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("listening", "address", ln.Addr().String(), "version", version, "endpoints", len(cfg.Endpoints))
+	scheme := "http"
+	if certs != nil {
+		scheme = "https"
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	logger.Info("listening", "address", ln.Addr().String(), "scheme", scheme, "h2c", s.H2C, "version", version, "endpoints", len(cfg.Endpoints))
 
 	if cfg.Admin.Address != "" {
 		aln, err := net.Listen("tcp", cfg.Admin.Address)
@@ -155,6 +166,13 @@ wait:
 			reload("file changed")
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
+				if certs != nil {
+					if err := certs.reload(); err != nil {
+						logger.Error("certificate reload failed; keeping the one in use", "error", err)
+					} else {
+						logger.Info("certificate reloaded", "cert_file", certs.cfg.CertFile)
+					}
+				}
 				reload("SIGHUP")
 				continue
 			}

@@ -21,10 +21,6 @@ func unserved(cfg *config.Config) string {
 		return "auth.jwt"
 	case cfg.Server.CORS != nil:
 		return "server.cors"
-	case cfg.Server.TLS.Enabled():
-		return "server.tls"
-	case cfg.Server.H2C:
-		return "server.h2c"
 	}
 	for i, ep := range cfg.Endpoints {
 		switch {
