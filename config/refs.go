@@ -108,13 +108,14 @@ func (h *HeaderTemplate) Render(vals []RefValue) (string, *Ref) {
 
 // AppendPathValues is AppendPath for a backend with references: each
 // reference's value is path-escaped like a parameter. A reference with no
-// scalar value is returned as bad.
+// scalar value is returned as bad, and so is one whose value cannot make a
+// path segment of its own (see segmentValue).
 func (t *PathTemplate) AppendPathValues(dst []byte, params []string, vals []RefValue) ([]byte, *Ref) {
 	for _, p := range t.parts {
 		switch {
 		case p.ref != nil:
 			v := vals[p.refIndex]
-			if !v.Found || v.List != nil {
+			if !v.Found || v.List != nil || !segmentValue(v.Text) {
 				return dst, p.ref
 			}
 			dst = append(dst, url.PathEscape(v.Text)...)
@@ -125,6 +126,19 @@ func (t *PathTemplate) AppendPathValues(dst []byte, params []string, vals []RefV
 		}
 	}
 	return dst, nil
+}
+
+// segmentValue reports whether a reference's value can fill the path
+// segment it stands for. Escaping keeps '/', '?', '#' and '%' inside the
+// segment, but three values change the path whatever is done to them: ""
+// leaves an empty segment ("/users//orders", or "/users/" for the
+// collection when it is last), and "." and ".." are dot-segments, which
+// clients and servers resolve away ("/users/../admin" is "/admin"), escaped
+// or not (%2E is '.'). A path parameter never holds them (the router
+// matches no empty segment; handlers refuse "." and ".."); an upstream's
+// answer can.
+func segmentValue(s string) bool {
+	return s != "" && s != "." && s != ".."
 }
 
 // AppendQueryValues is AppendQuery for a backend with references. Values

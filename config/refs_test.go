@@ -69,6 +69,12 @@ func TestAppendPathValues(t *testing.T) {
 		{"a semicolon and plus", text("a;b+c"), "/users/a%3Bb+c/x/P"},
 		{"dots inside", text("a..b"), "/users/a..b/x/P"},
 		{"three dots", text("..."), "/users/.../x/P"},
+		// An empty value would leave "//" (or, last, call the collection);
+		// "." and ".." are dot-segments, which servers resolve however they
+		// are escaped (%2E is '.'): none can fill a segment.
+		{"empty", text(""), ""},
+		{"a dot", text("."), ""},
+		{"two dots", text(".."), ""},
 		{"missing", config.RefValue{}, ""},
 		{"an array", list("1", "2"), ""},
 		{"an empty array", list(), ""},
