@@ -272,7 +272,7 @@ func TestGraphSpecExample(t *testing.T) {
 	}{
 		{"order", nil, true, nil, ""},
 		{"customer", []int{0}, false, []refWant{{"{order.customer.id}", "order", 0, "customer.id"}}, ""},
-		{"products", []int{0}, false, []refWant{{"{order.lang}", "order", 0, "lang"}, {"{item.sku}", "item", config.ItemSource, "sku"}}, ""},
+		{"products", []int{0}, false, []refWant{{"{item.sku}", "item", config.ItemSource, "sku"}, {"{order.lang}", "order", 0, "lang"}}, ""},
 		{"recommendations", nil, false, nil, `{"items":[]}`},
 	}
 	for i, w := range wants {
@@ -371,6 +371,33 @@ func TestGraphCompiles(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestGraphRefsCompileOncePerText(t *testing.T) {
+	t.Parallel()
+	be := mustLoad(t, withBackends(beA, `{upstream: orders, path: "/o/{a.x}?y={a.y}&x={a.x}", headers: {X-A: "{a.x}/{a.z}", X-B: "{id}{a.y}"}}`), nil).Endpoints[0].Backends[1]
+	want := []refWant{{"{a.x}", "a", 0, "x"}, {"{a.y}", "a", 0, "y"}, {"{a.z}", "a", 0, "z"}}
+	if got := refsOf(be.Refs); !reflect.DeepEqual(got, want) {
+		t.Errorf("Refs = %+v, want %+v", got, want)
+	}
+	var names []string
+	for _, h := range be.HeaderTemplates {
+		names = append(names, h.Name)
+	}
+	if !slices.Equal(names, []string{"X-A", "X-B"}) {
+		t.Errorf("HeaderTemplates names = %q, want sorted X-A, X-B", names)
+	}
+}
+
+// A numeric segment stays a gjson key that also addresses an element; a
+// segment with gjson syntax is escaped so that it is a key only.
+func TestGraphRefPaths(t *testing.T) {
+	t.Parallel()
+	be := mustLoad(t, withBackends(beA, `{upstream: orders, path: "/o/{a.lines.0.sku}?q={a.x*y}&r={a.@this}&s={a.b|c}"}`), nil).Endpoints[0].Backends[1]
+	want := []refWant{{"{a.lines.0.sku}", "a", 0, "lines.0.sku"}, {"{a.x*y}", "a", 0, `x\*y`}, {"{a.@this}", "a", 0, `\@this`}, {"{a.b|c}", "a", 0, `b\|c`}}
+	if got := refsOf(be.Refs); !reflect.DeepEqual(got, want) {
+		t.Errorf("Refs = %+v, want %+v", got, want)
 	}
 }
 

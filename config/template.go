@@ -138,20 +138,6 @@ func compileTemplate(path string, endpointParams []string, be *Backend) (*PathTe
 		}
 		return templatePart{param: idx}, true
 	}
-	queryRefs := false
-	for _, p := range qparts {
-		if p.param < 0 {
-			t.query = append(t.query, p)
-			continue
-		}
-		if q, ok := resolve(p); ok {
-			t.query = append(t.query, q)
-			queryRefs = queryRefs || q.ref != nil
-		}
-	}
-	if queryRefs {
-		t.pairs = splitPairs(t.query)
-	}
 	for _, p := range parts {
 		if p.param < 0 {
 			if p.literal == "" {
@@ -166,6 +152,22 @@ func compileTemplate(path string, endpointParams []string, be *Backend) (*PathTe
 		if q, ok := resolve(p); ok {
 			t.parts = append(t.parts, q)
 		}
+	}
+	// The query after the path: references are recorded in order of
+	// appearance.
+	queryRefs := false
+	for _, p := range qparts {
+		if p.param < 0 {
+			t.query = append(t.query, p)
+			continue
+		}
+		if q, ok := resolve(p); ok {
+			t.query = append(t.query, q)
+			queryRefs = queryRefs || q.ref != nil
+		}
+	}
+	if queryRefs {
+		t.pairs = splitPairs(t.query)
 	}
 	return t, errs
 }
