@@ -125,6 +125,10 @@ func TestGraphForeachAndItem(t *testing.T) {
 			path: bp1 + ".path", words: []string{"{item.sku}: {item...} is the current element of a foreach backend, and this backend has no foreach"}},
 		{name: "{item.path} in a header outside foreach", yaml: withBackends(beA, `{upstream: orders, path: /o, headers: {X-Sku: "{item.sku}"}}`),
 			path: bp1 + ".headers.X-Sku", words: []string{"{item.sku}: {item...} is the current element of a foreach backend, and this backend has no foreach"}},
+		// A header value keeps a {param} as it is, but {item} is a reference
+		// wherever it stands: it must not go out as the text "{item}".
+		{name: "{item} in a header outside foreach", yaml: withBackends(beA, `{upstream: orders, path: /o, headers: {X-Sku: "{item}"}}`),
+			path: bp1 + ".headers.X-Sku", words: []string{"{item}: {item...} is the current element of a foreach backend, and this backend has no foreach"}},
 		{name: "{item} in a path outside foreach", yaml: withBackends(beA, `{upstream: orders, path: "/o/{item}"}`),
 			path: bp1 + ".path", words: []string{"{item} is not a parameter of the endpoint path (known: id)"}},
 	})

@@ -231,7 +231,9 @@ func compileHeader(name, value string, be *Backend) (*HeaderTemplate, error) {
 			break
 		}
 		inner := rest[open+1 : open+close]
-		ref, isRef, err := parseRef(inner, be.Foreach != "")
+		// {item} is a reference here even without foreach (compileGraph
+		// then refuses it): a header has no {param} it could be.
+		ref, isRef, err := parseRef(inner, true)
 		if err != nil {
 			return nil, err
 		}
