@@ -176,7 +176,11 @@ func (b *Backend) foreach(ctx context.Context, in *Inbound, results []Result) Re
 		return Result{Backend: b, Err: ErrTooManyItems}
 	}
 	if len(items) == 0 {
-		return Result{Backend: b, Body: emptyArray, Items: []Result{}, Status: http.StatusOK, Duration: time.Since(start)}
+		res := Result{Backend: b, Body: emptyArray, Items: []Result{}, Status: http.StatusOK, Duration: time.Since(start)}
+		if b.keepRaw {
+			res.raw = emptyArray
+		}
+		return res
 	}
 	calls := make([]Result, len(items))
 	var next atomic.Int64
@@ -228,6 +232,20 @@ func (b *Backend) foreach(ctx context.Context, in *Inbound, results []Result) Re
 	}
 	res.Body = append(body, ']')
 	res.Status = http.StatusOK
+	if b.keepRaw {
+		// What a dependent reads: the elements' answers as the upstream
+		// sent them (each call kept its own, b being referenced), in
+		// element order, before reshaping.
+		raw := make([]byte, 0, size)
+		raw = append(raw, '[')
+		for i := range calls {
+			if i > 0 {
+				raw = append(raw, ',')
+			}
+			raw = append(raw, calls[i].raw...)
+		}
+		res.raw = append(raw, ']')
+	}
 	return res
 }
 

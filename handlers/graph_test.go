@@ -942,6 +942,51 @@ endpoints:
 	}
 }
 
+// A backend may read a foreach backend's answer: the element answers, as
+// the upstream sent them, in element order.
+func TestGraphReferenceToForeachAnswer(t *testing.T) {
+	t.Parallel()
+	dep := spyOn(t, nil)
+	ups := map[string]*spy{
+		"orders": ordersOf(t),
+		"products": spyOn(t, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, `{"data":`+productAnswer(r)+`,"internal":"i-`+r.URL.Query().Get("n")+`"}`)
+		}),
+		"dep": dep,
+	}
+	base := graphGateway(t, `
+upstreams:
+  orders: {url: "{{orders}}", timeout: 5s}
+  products: {url: "{{products}}", timeout: 5s}
+  dep: {url: "{{dep}}", timeout: 5s}
+endpoints:
+  - path: /o/{n}
+    timeout: 10s
+    expose_errors: true
+    backends:
+      - {name: order, upstream: orders, path: "/orders/{n}", group: order, allow: [lang]}
+      - {name: products, upstream: products, foreach: order.lines, path: "/products/{item.sku}?lang={order.lang}&n={item.n}", group: products, target: data}
+      - {upstream: dep, path: "/first/{products.0.internal}?skus={products.1.data.sku}", group: first}
+      - {upstream: dep, path: /after, group: after, depends_on: [products]}
+`, ups)
+	a := get(t, base+"/o/2")
+	if a.status != 200 || a.header.Get("X-Manifold-Completed") != "true" {
+		t.Fatalf("status %d %s: %s", a.status, a.header.Get("X-Manifold-Completed"), a.body)
+	}
+	sameJSON(t, a.body, `{"order":{"lang":"de"},"products":[{"sku":"s0","lang":"de"},{"sku":"s1","lang":"de"}],"first":{},"after":{}}`)
+	dep.hitFor(t, "/first/i-0?skus=s1")
+	dep.hitFor(t, "/after")
+
+	// An empty foreach still answers [], and whatever depends on it runs.
+	a = get(t, base+"/o/0")
+	if errs := a.json(t)["_errors"]; !reflect.DeepEqual(errs, map[string]any{"first": "missing {products.0.internal}"}) {
+		t.Errorf("_errors %v, want only the reference into the empty array", errs)
+	}
+	if got := dep.calls(); got != 3 {
+		t.Errorf("dep called %d times, want 3", got)
+	}
+}
+
 // --- failures --------------------------------------------------------------
 
 // A dependency's failure propagates: its dependents (by reference, by
