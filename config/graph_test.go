@@ -181,9 +181,13 @@ func TestGraphBackendHeaders(t *testing.T) {
 		{name: "traceparent", yaml: be(`traceparent: x`), path: hp + "traceparent", words: []string{"set by Manifold"}},
 		{name: "a hop-by-hop header", yaml: be(`Connection: close`), path: hp + "Connection", words: []string{"Connection is set by Manifold"}},
 		{name: "Transfer-Encoding", yaml: be(`Transfer-Encoding: chunked`), path: hp + "Transfer-Encoding", words: []string{"set by Manifold"}},
-		{name: "CR in the value", yaml: be(`X-A: "a\rb"`), path: hp + "X-A", words: []string{"the value holds a control character (CR, LF or NUL)"}},
-		{name: "LF in the value", yaml: be(`X-A: "a\nb"`), path: hp + "X-A", words: []string{"the value holds a control character (CR, LF or NUL)"}},
-		{name: "NUL in the value", yaml: be(`X-A: "a\0b"`), path: hp + "X-A", words: []string{"the value holds a control character (CR, LF or NUL)"}},
+		{name: "CR in the value", yaml: be(`X-A: "a\rb"`), path: hp + "X-A", words: []string{"the value holds a control character (CR, LF, NUL, DEL or another: only tab is allowed)"}},
+		{name: "LF in the value", yaml: be(`X-A: "a\nb"`), path: hp + "X-A", words: []string{"the value holds a control character (CR, LF, NUL, DEL or another: only tab is allowed)"}},
+		{name: "NUL in the value", yaml: be(`X-A: "a\0b"`), path: hp + "X-A", words: []string{"the value holds a control character (CR, LF, NUL, DEL or another: only tab is allowed)"}},
+		// Other control characters are refused as in an upstream's headers:
+		// the stdlib client would refuse them at every call.
+		{name: "another control character", yaml: be(`X-A: "a\x01b"`), path: hp + "X-A", words: []string{"the value holds a control character (CR, LF, NUL, DEL or another: only tab is allowed)"}},
+		{name: "DEL", yaml: be(`X-A: "a\x7Fb"`), path: hp + "X-A", words: []string{"the value holds a control character"}},
 		{name: "the same name twice", yaml: be(`X-A: a, x-a: b`), path: hp + "x-a", words: []string{`header "x-a" is also given as "X-A"; header names are case-insensitive`}},
 		{name: "not a map", yaml: withBackends(`{upstream: users, path: "/u/{id}", headers: [a]}`), path: bp0 + ".headers", words: []string{"expected a map of name: value, got a list"}},
 		{name: "a reference with an empty field", yaml: be(`X-A: "{a..b}"`), path: hp + "X-A", words: []string{"{a..b}: empty field name in the reference"}},
@@ -409,7 +413,7 @@ func TestGraphNoRefsRunsTheOldPath(t *testing.T) {
 	t.Parallel()
 	cfg := mustLoad(t, withEndpoints(`  - path: /u/{id}
     backends:
-      - {upstream: users, path: "/users/{id}?x={id}", headers: {X-Id: "{id}", X-B: "{brace"}}
+      - {upstream: users, path: "/users/{id}?x={id}", headers: {X-Id: "{id}", X-B: "{brace\tb"}}
       - {upstream: users, path: "/users/{id}/more"}
       - {upstream: orders, path: /orders, fallback: [], name: o}
 `), nil)
@@ -425,12 +429,12 @@ func TestGraphNoRefsRunsTheOldPath(t *testing.T) {
 			t.Errorf("backends[%d]: max_parallel %d max_items %d, want the defaults 4 and 100", i, be.MaxParallel, be.MaxItems)
 		}
 	}
-	// A header value keeps {param} and a lone brace as they are.
+	// A header value keeps {param}, a lone brace and a tab as they are.
 	h := ep.Backends[0].HeaderTemplates
 	if len(h) != 2 {
 		t.Fatalf("HeaderTemplates = %v", h)
 	}
-	for _, want := range []struct{ name, value string }{{"X-B", "{brace"}, {"X-Id", "{id}"}} {
+	for _, want := range []struct{ name, value string }{{"X-B", "{brace\tb"}, {"X-Id", "{id}"}} {
 		i := slices.IndexFunc(h, func(h *config.HeaderTemplate) bool { return h.Name == want.name })
 		if i < 0 {
 			t.Fatalf("no header %s", want.name)

@@ -408,8 +408,10 @@ func validateComposition(be *Backend, bp string, c *collector) {
 		case IsHopByHop(name) || slices.Contains(managedHeaders, http.CanonicalHeaderKey(name)):
 			c.add(hp, "%s is set by Manifold for each call and cannot be set here", name)
 			continue
-		case strings.ContainsAny(value, "\r\n\x00"):
-			c.add(hp, "the value holds a control character (CR, LF or NUL)")
+		case !httpguts.ValidHeaderFieldValue(value):
+			// As for an upstream's headers: the stdlib client would refuse
+			// the call, the lean one send the byte.
+			c.add(hp, "the value holds a control character (CR, LF, NUL, DEL or another: only tab is allowed)")
 			continue
 		}
 		h, err := compileHeader(name, value, be)
