@@ -1237,7 +1237,8 @@ endpoints:
 // --- metrics -----------------------------------------------------------------
 
 // A dependent that was not called counts as outcome skipped, with no
-// duration (with a fallback too: the failure it replaced). Each foreach
+// duration: a failed dependency, a missing reference, a foreach over
+// max_items (with a fallback too: the failure it replaced). Each foreach
 // element call counts on its own.
 func TestGraphMetrics(t *testing.T) {
 	t.Parallel()
@@ -1246,6 +1247,7 @@ func TestGraphMetrics(t *testing.T) {
 		"orders":   ordersOf(t),
 		"products": spyOn(t, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, productAnswer(r)) }),
 		"dep":      spyOn(t, nil),
+		"refs":     spyOn(t, nil),
 	}
 	m := handlers.NewMetrics()
 	base, _ := graphGatewayWith(t, `
@@ -1254,6 +1256,7 @@ upstreams:
   orders: {url: "{{orders}}", timeout: 5s}
   products: {url: "{{products}}", timeout: 5s}
   dep: {url: "{{dep}}", timeout: 5s}
+  refs: {url: "{{refs}}", timeout: 5s}
 endpoints:
   - path: /skip
     timeout: 10s
@@ -1266,39 +1269,43 @@ endpoints:
     backends:
       - {name: order, upstream: orders, path: "/orders/{n}", group: order}
       - {upstream: products, foreach: order.lines, path: "/products/{item.sku}", group: products}
+      - {upstream: refs, path: "/r/{order.nothing}", group: missing}
 `, ups, handlers.Options{Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 	get(t, base+"/skip")
 	get(t, base+"/o/3")
 	get(t, base+"/o/0")
+	get(t, base+"/o/101") // over max_items: the foreach makes no call
 	got := scrape(t, m, "manifold_backend_requests_total{")
 	for _, want := range []string{
 		`manifold_backend_requests_total{outcome="error",upstream="bad"} 1`,
 		`manifold_backend_requests_total{outcome="skipped",upstream="dep"} 2`,
-		`manifold_backend_requests_total{outcome="ok",upstream="orders"} 2`,
+		`manifold_backend_requests_total{outcome="ok",upstream="orders"} 3`,
 		`manifold_backend_requests_total{outcome="ok",upstream="products"} 3`,
+		`manifold_backend_requests_total{outcome="skipped",upstream="products"} 1`,
+		`manifold_backend_requests_total{outcome="skipped",upstream="refs"} 3`,
 	} {
 		if !hasLine(got, want) {
 			t.Errorf("missing %s\n have: %s", want, strings.Join(got, "\n       "))
 		}
 	}
-	if len(got) != 4 {
+	if len(got) != 6 {
 		t.Errorf("backend series:\n%s", strings.Join(got, "\n"))
 	}
-	if ups["dep"].calls() != 0 {
+	if ups["dep"].calls()+ups["refs"].calls() != 0 {
 		t.Error("a skipped dependent was called")
 	}
 	// A call that was never made has no duration.
 	durations := scrape(t, m, "manifold_backend_duration_seconds_count{")
 	for _, want := range []string{
 		`manifold_backend_duration_seconds_count{upstream="products"} 3`,
-		`manifold_backend_duration_seconds_count{upstream="orders"} 2`,
+		`manifold_backend_duration_seconds_count{upstream="orders"} 3`,
 	} {
 		if !hasLine(durations, want) {
 			t.Errorf("missing %s\n have: %s", want, strings.Join(durations, "\n       "))
 		}
 	}
 	for _, l := range durations {
-		if strings.Contains(l, `"dep"`) {
+		if strings.Contains(l, `"dep"`) || strings.Contains(l, `"refs"`) {
 			t.Errorf("duration observed for a call never made: %s", l)
 		}
 	}

@@ -48,7 +48,7 @@ func NewMetrics() *Metrics {
 		}, []string{"endpoint"}),
 		backendRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "manifold_backend_requests_total",
-			Help: "Backend calls by upstream and outcome (ok, error, timeout, circuit_open, rejected, skipped: a dependent not called because its dependency failed).",
+			Help: "Backend calls by upstream and outcome (ok, error, timeout, circuit_open, rejected, skipped: a dependent not called, because its dependency failed or its call could not be built from the dependency's answer).",
 		}, []string{"upstream", "outcome"}),
 		backendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "manifold_backend_duration_seconds",
@@ -146,7 +146,7 @@ func (m *Metrics) observeBackend(r *fetch.Result) {
 		}
 		return
 	}
-	if errors.Is(r.Err, fetch.ErrSkipped) {
+	if notCalled(r.Err) {
 		m.backendRequests.WithLabelValues(up, "skipped").Inc() // never called: no duration
 		return
 	}
@@ -159,6 +159,16 @@ func (m *Metrics) rateLimitRejected(endpoint string) {
 		return
 	}
 	m.rateLimited.WithLabelValues(endpoint).Inc()
+}
+
+// notCalled reports whether a graph backend failed without calling its
+// upstream (SPEC §7's outcome skipped: "a dependent that was not called"):
+// a dependency failed, the call could not be built from a dependency's
+// answer (a missing reference, a foreach array that is not one), or a
+// foreach had more elements than max_items. Counting these as errors would
+// charge the upstream with a failure it never saw.
+func notCalled(err error) bool {
+	return errors.Is(err, fetch.ErrSkipped) || errors.Is(err, fetch.ErrReference) || errors.Is(err, fetch.ErrTooManyItems)
 }
 
 // outcome classifies a backend call for manifold_backend_requests_total.
