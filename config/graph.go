@@ -213,7 +213,10 @@ func stages(ep *Endpoint) [][]int {
 		return d
 	}
 	var out [][]int
-	for j := range ep.Backends {
+	for j, be := range ep.Backends {
+		if be == nil {
+			continue // not a map: reported, and no one's dependency
+		}
 		d := walk(j)
 		for len(out) <= d {
 			out = append(out, nil)

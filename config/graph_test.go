@@ -165,6 +165,20 @@ func TestGraphLimitsMergeAndFallback(t *testing.T) {
 	})
 }
 
+// A backend that is not a map is reported, and the rest of the graph is
+// still compiled and checked around it.
+func TestGraphWithABackendThatIsNoMap(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "a number", yaml: withBackends(beA, `{upstream: orders, path: "/o/{a.x}"}`, `5`),
+			path: bp2, words: []string{"expected a map of settings"}},
+		{name: "null, first", yaml: withBackends(`~`, beA, `{upstream: orders, path: "/o/{a.x}"}`),
+			path: bp0, words: []string{"expected a map of settings"}},
+		{name: "beside a cycle", yaml: withBackends(`{name: a, upstream: users, path: "/u/{b.x}"}`, `[]`, `{name: b, upstream: orders, path: "/o/{a.x}"}`),
+			path: bp1, words: []string{"expected a map of settings"}, also: []string{bp0}},
+	})
+}
+
 func TestGraphBackendHeaders(t *testing.T) {
 	t.Parallel()
 	hp := bp0 + ".headers."
