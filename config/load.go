@@ -408,6 +408,9 @@ func nodeJSON(dst []byte, n *yaml.Node) ([]byte, error) {
 			if i, err := strconv.ParseInt(strings.ReplaceAll(v, "_", ""), 0, 64); err == nil {
 				return strconv.AppendInt(dst, i, 10), nil
 			}
+			if u, err := strconv.ParseUint(strings.ReplaceAll(v, "_", ""), 0, 64); err == nil {
+				return strconv.AppendUint(dst, u, 10), nil // 0x8000000000000000 to 0xFFFFFFFFFFFFFFFF
+			}
 			if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
 				return strconv.AppendFloat(dst, f, 'g', -1, 64), nil
 			}
