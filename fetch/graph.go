@@ -3,12 +3,14 @@ package fetch
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/gjson"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/manifold-gw/manifold/config"
 )
@@ -152,10 +154,36 @@ func (b *Backend) render(in *Inbound, vals []config.RefValue) (*callEnv, error) 
 			if bad != nil {
 				return nil, &ReferenceError{Ref: bad.Text, Header: strings.ContainsAny(v, "\r\n\x00")}
 			}
+			if !httpguts.ValidHeaderFieldValue(v) {
+				// Another control character (\x01, ESC, DEL...): the stdlib
+				// client would refuse the call, the lean one send the
+				// byte, and either would charge the upstream's breaker.
+				if bad := b.headerCulprit(h, vals, v); bad != nil {
+					return nil, &ReferenceError{Ref: bad.Text, Header: true}
+				}
+			}
 			env.header[h.Name] = []string{v}
 		}
 	}
 	return env, nil
+}
+
+// headerCulprit finds the reference whose value made h's rendered value v
+// invalid. The literal text was validated at load, so a reference holding
+// a character a header value cannot carry did: the one whose value, left
+// out, changes what h renders.
+func (b *Backend) headerCulprit(h *config.HeaderTemplate, vals []config.RefValue, v string) *config.Ref {
+	for i, val := range vals {
+		if val.List != nil || httpguts.ValidHeaderFieldValue(val.Text) {
+			continue
+		}
+		probe := slices.Clone(vals)
+		probe[i].Text = ""
+		if w, _ := h.Render(probe); w != v {
+			return b.Config.Refs[i]
+		}
+	}
+	return nil
 }
 
 // foreach calls the backend once per element of its foreach array, at most

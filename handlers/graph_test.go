@@ -1387,3 +1387,58 @@ func waitGroup(wg *sync.WaitGroup) bool {
 		return false
 	}
 }
+
+// A referenced header value with any control character but tab (not only
+// CR, LF, NUL: also \x01, ESC or DEL) fails the call before anything is
+// sent, with either client, as such a static value is refused at load; it
+// is the reference's fault, not the upstream's, whose breaker stays closed
+// (here it would open at the first failure). A tab passes verbatim.
+func TestGraphHeaderReferenceControlCharacters(t *testing.T) {
+	t.Parallel()
+	for _, client := range []string{"lean", "stdlib"} {
+		t.Run(client, func(t *testing.T) {
+			t.Parallel()
+			dep := spyOn(t, nil)
+			ups := map[string]*spy{
+				"root": spyOn(t, func(w http.ResponseWriter, r *http.Request) {
+					writeJSON(w, `{"soh":"a\u0001b","del":"a\u007fb","esc":"\u001b[31m","tab":"a\tb"}`)
+				}),
+				"dep": dep,
+			}
+			base := graphGateway(t, fmt.Sprintf(`
+upstreams:
+  root: {url: "{{root}}", timeout: 5s}
+  dep: {url: "{{dep}}", timeout: 5s, client: %s, circuit_breaker: {consecutive_failures: 1, open_timeout: 1m}}
+endpoints:
+  - path: /g
+    timeout: 10s
+    expose_errors: true
+    backends:
+      - {upstream: root, path: /root, group: root, allow: [tab]}
+      - {upstream: dep, path: /soh, group: soh, headers: {X-V: "{root.soh}"}}
+      - {upstream: dep, path: /del, group: del, headers: {X-V: "v={root.del}"}}
+      - {upstream: dep, path: /esc, group: esc, headers: {X-V: "{root.esc}"}}
+      - {upstream: dep, path: /tab, group: tab, headers: {X-V: "{root.tab}"}}
+`, client), ups)
+			for range 2 {
+				a := get(t, base+"/g")
+				errs := a.errorsOf(t)
+				want := map[string]any{
+					"soh": "invalid header value from {root.soh}",
+					"del": "invalid header value from {root.del}",
+					"esc": "invalid header value from {root.esc}",
+				}
+				if !reflect.DeepEqual(errs, want) {
+					t.Errorf("_errors\n got %v\nwant %v", errs, want)
+				}
+			}
+			seen := dep.seen()
+			if len(seen) != 2 || seen[0].uri != "/tab" || seen[1].uri != "/tab" {
+				t.Fatalf("dep saw %+v, want /tab twice", seen)
+			}
+			if got := seen[0].header.Get("X-V"); got != "a\tb" {
+				t.Errorf("X-V %q, want the tab verbatim", got)
+			}
+		})
+	}
+}
