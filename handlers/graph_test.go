@@ -368,6 +368,7 @@ func TestGraphReferenceEscaping(t *testing.T) {
 		{v: "plain"}, {v: "a/b"}, {v: "../../admin"}, {v: "?x=1"}, {v: "#frag"}, {v: "a\r\nb"},
 		{v: "a&b=c"}, {v: "a=b"}, {v: "ü日本/x"}, {v: "%2F"}, {v: "%2e%2e"}, {v: "a b+c"}, {v: "a;b"},
 		{v: "\x00"}, {v: "-._~"}, {v: "..."}, {v: ".a"},
+		{v: "", unfit: true}, {v: ".", unfit: true}, {v: "..", unfit: true},
 	}
 	root := spyOn(t, func(w http.ResponseWriter, r *http.Request) {
 		i, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/root/"))
