@@ -143,7 +143,8 @@ func startManifold(t *testing.T, tmpl string) *proc {
 }
 
 // launch starts `manifold run -c path` and waits until its /__health
-// answers 200. The process is killed (if still running) and reaped when
+// answers 200 and its admin listener, if the config has one, accepts
+// connections. The process is killed (if still running) and reaped when
 // the test ends, whatever its outcome.
 func launch(t *testing.T, path, addr, admin string) *proc {
 	t.Helper()
@@ -177,6 +178,13 @@ func launch(t *testing.T, path, addr, admin string) *proc {
 			t.Logf("manifold pid %d (%s) logs:\n%s", cmd.Process.Pid, addr, tail(logs.String(), 60))
 		}
 	})
+	// The admin listener opens just after the main one, so /__health alone
+	// would let a test scrape /metrics before anything listens there (a
+	// race that a loaded machine loses): when the config names the admin
+	// address, start-up also waits for it to accept connections.
+	cfg, _ := os.ReadFile(path)
+	waitAdmin := admin != "" && strings.Contains(string(cfg), admin)
+	healthy := false
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {
@@ -184,14 +192,30 @@ func launch(t *testing.T, path, addr, admin string) *proc {
 			t.Fatalf("manifold exited during start-up (%v):\n%s", p.state, logs.String())
 		default:
 		}
-		if code, _, err := p.get("/__health", nil); err == nil && code == http.StatusOK {
+		if !healthy {
+			code, _, err := p.get("/__health", nil)
+			healthy = err == nil && code == http.StatusOK
+		}
+		if healthy && (!waitAdmin || accepts(admin)) {
 			return p
 		}
 		if time.Now().After(deadline) {
+			if healthy {
+				t.Fatalf("manifold on %s: admin listener %s not accepting connections within 10s:\n%s", addr, admin, logs.String())
+			}
 			t.Fatalf("manifold on %s: /__health not 200 within 10s:\n%s", addr, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// accepts reports whether a listener accepts connections at addr.
+func accepts(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
 }
 
 // cleanEnv is the test's environment without anything that would override

@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 	binary = filepath.Join(tmp, "manifold")
 	root, err := filepath.Abs("..")
 	if err == nil {
-		cmd := exec.Command(filepath.Join(root, "scripts", "build.sh"), binary)
+		cmd := releaseBuild(filepath.Join(root, "scripts", "build.sh"), binary)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "VERSION=soak")
 		var out []byte
@@ -69,4 +69,19 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { _ = os.RemoveAll(tmp) }))
+}
+
+// releaseBuild returns the command that runs the release build script to
+// write out. e2e's TestMain and the root package's TestImageRuns build the
+// same binary with the same script, and go test runs packages at once; on
+// a cold build cache concurrent builds each compile every package (the
+// cache does not share work in progress between processes). All of them
+// therefore take the same lock (flock(1), where it exists): whichever
+// comes later links from a warm cache. The lock goes with the flock
+// process, however the build ends.
+func releaseBuild(script, out string) *exec.Cmd {
+	if flock, err := exec.LookPath("flock"); err == nil {
+		return exec.Command(flock, filepath.Join(os.TempDir(), "manifold-release-build.lock"), script, out)
+	}
+	return exec.Command(script, out)
 }
