@@ -34,7 +34,7 @@ func (e *envOverrides) warnings(environ []string) []string {
 func (e *envOverrides) notAKey(name string) string {
 	inMap := ""
 	for prefix := range e.maps {
-		if strings.HasPrefix(name, prefix+"_") && len(prefix) > len(inMap) {
+		if (name == prefix || strings.HasPrefix(name, prefix+"_")) && len(prefix) > len(inMap) {
 			inMap = prefix // the longest wins, so the answer is always the same
 		}
 	}

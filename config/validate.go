@@ -381,7 +381,7 @@ func validateComposition(be *Backend, bp string, c *collector) {
 		case !isRef:
 			c.add(bp+".foreach", "%q: name an array in another backend's answer as NAME.path, e.g. order.lines", be.Foreach)
 		default:
-			ref.Text, ref.field = be.Foreach, "foreach"
+			ref.Text, ref.field = "{"+be.Foreach+"}", "foreach"
 			be.ForeachRef = ref
 		}
 		if be.Group == "" {

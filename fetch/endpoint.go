@@ -416,9 +416,15 @@ func (b *Backend) send(ctx context.Context, in *Inbound, env *callEnv) (*http.Re
 	} else {
 		uri = b.requestURI(in)
 	}
+	if !u.hasUserAgent {
+		header["User-Agent"] = u.userAgent
+	}
 	for k, v := range own {
-		// The backend's own headers win over the upstream's and the
-		// forwarded ones, whatever the spelling of the name.
+		// The backend's own headers win over the upstream's, the forwarded
+		// ones and Manifold's User-Agent, whatever the spelling of the name.
+		if u.lean == nil && strings.EqualFold(k, "User-Agent") {
+			k = "User-Agent" // http.Transport reads only the canonical key (see NewUpstream)
+		}
 		for old := range header {
 			if old != k && strings.EqualFold(old, k) {
 				delete(header, old)
@@ -428,9 +434,6 @@ func (b *Backend) send(ctx context.Context, in *Inbound, env *callEnv) (*http.Re
 	}
 	if body != nil && in.ContentType != "" {
 		header["Content-Type"] = []string{in.ContentType}
-	}
-	if !u.hasUserAgent {
-		header["User-Agent"] = u.userAgent
 	}
 
 	var resp *http.Response
