@@ -313,7 +313,7 @@ func TestGraphSpecExample(t *testing.T) {
 		}
 	}
 	f := ep.Backends[2].ForeachRef
-	if f == nil || f.Text != "order.lines" || f.Name != "order" || f.Source != 0 || f.Path != "lines" {
+	if f == nil || strings.Trim(f.Text, "{}") != "order.lines" || f.Name != "order" || f.Source != 0 || f.Path != "lines" {
 		t.Errorf("products ForeachRef = %+v", f)
 	}
 	if ep.Backends[0].ForeachRef != nil || ep.Backends[1].ForeachRef != nil {
