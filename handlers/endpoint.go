@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,11 @@ import (
 func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.HandlerFunc {
 	ec := ep.Config
 	maxBody := g.cfg.Server.MaxBodyBytes
+	ca := g.cache.forEndpoint(ec, g.metrics) // nil: no cache, no cost
 	return func(c *gin.Context) {
+		if ca != nil {
+			c.Writer.Header()[headerCache] = cacheMiss // every answer says it; a hit overwrites
+		}
 		if limit != nil && !limit.allow(c) {
 			g.metrics.rateLimitRejected(ec.Path)
 			return
@@ -71,6 +76,10 @@ func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.Hand
 		in := g.inbound(c, ec, params, body)
 		if ep.Passthrough {
 			g.relay(c, ep, in)
+			return
+		}
+		if ca != nil {
+			ca.serve(c, in, func(ctx context.Context) { g.respond(c, ec, ep.Fetch(ctx, in)) })
 			return
 		}
 		results := ep.Fetch(c.Request.Context(), in)

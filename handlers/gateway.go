@@ -53,6 +53,7 @@ type Gateway struct {
 	logger    *slog.Logger
 	ready     *atomic.Bool
 	metrics   *Metrics
+	cache     *responseCache // nil when no endpoint caches
 }
 
 // New compiles cfg into a Gateway: one upstream runtime per upstream, one
@@ -74,6 +75,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		ready:     opts.Ready,
 		metrics:   opts.Metrics,
 	}
+	// A new, empty cache on every build: entries never outlive the
+	// configuration that produced them.
+	cache, err := newResponseCache(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	g.cache = cache
 	prev := opts.Previous
 	for _, name := range cfg.UpstreamNames {
 		uc := cfg.Upstreams[name]
@@ -163,6 +171,7 @@ func (g *Gateway) Close() { g.Retire(nil) }
 // the idle connections of upstreams that were removed or changed (and their
 // circuit-state series). Requests in flight on g finish normally.
 func (g *Gateway) Retire(next *Gateway) {
+	g.cache.close() // never carried over; in-flight requests can still use it
 	for name, u := range g.upstreams {
 		if next != nil && next.upstreams[name] == u {
 			continue

@@ -27,6 +27,7 @@ type Metrics struct {
 	backendDuration *prometheus.HistogramVec
 	circuitState    *prometheus.GaugeVec
 	rateLimited     *prometheus.CounterVec
+	cacheRequests   *prometheus.CounterVec
 	inflight        prometheus.Gauge
 	reloads         *prometheus.CounterVec
 }
@@ -63,6 +64,10 @@ func NewMetrics() *Metrics {
 			Name: "manifold_ratelimit_rejected_total",
 			Help: "Requests refused with 429 by an endpoint's rate limit.",
 		}, []string{"endpoint"}),
+		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "manifold_cache_requests_total",
+			Help: "Requests to cached endpoints by result: hit (answered from the cache), miss (fanned out, or shared a concurrent miss's fan-out), bypass (the client's no-cache: fanned out and refreshed).",
+		}, []string{"endpoint", "result"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "manifold_inflight_requests",
 			Help: "Requests being served right now.",
@@ -73,7 +78,7 @@ func NewMetrics() *Metrics {
 		}, []string{"result"}),
 	}
 	r.MustRegister(m.requests, m.requestDuration, m.backendRequests, m.backendDuration,
-		m.circuitState, m.rateLimited, m.inflight, m.reloads,
+		m.circuitState, m.rateLimited, m.cacheRequests, m.inflight, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -169,6 +174,13 @@ func (m *Metrics) rateLimitRejected(endpoint string) {
 // charge the upstream with a failure it never saw.
 func notCalled(err error) bool {
 	return errors.Is(err, fetch.ErrSkipped) || errors.Is(err, fetch.ErrReference) || errors.Is(err, fetch.ErrTooManyItems)
+}
+
+func (m *Metrics) cacheRequested(endpoint, result string) {
+	if m == nil {
+		return
+	}
+	m.cacheRequests.WithLabelValues(endpoint, result).Inc()
 }
 
 // outcome classifies a backend call for manifold_backend_requests_total.

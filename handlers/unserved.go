@@ -26,8 +26,6 @@ func unserved(cfg *config.Config) string {
 		switch {
 		case ep.Auth != nil:
 			return fmt.Sprintf("endpoints[%d].auth", i)
-		case ep.Cache != nil:
-			return fmt.Sprintf("endpoints[%d].cache", i)
 		case len(ep.ResponseHeaders) > 0:
 			return fmt.Sprintf("endpoints[%d].response_headers", i)
 		}
