@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,16 +77,98 @@ func (b *Backend) resolve(results []Result, item gjson.Result) ([]config.RefValu
 	for i, r := range refs {
 		var v gjson.Result
 		if r.Source == config.ItemSource {
-			v = item
-			if r.Path != "" {
-				v = item.Get(r.Path)
-			}
+			v = lookup(item, r.Path)
 		} else {
-			v = gjson.GetBytes(results[r.Source].raw, r.Path)
+			v = lookup(answer(results[r.Source].raw), r.Path)
 		}
 		vals[i] = refValue(v)
 	}
 	return vals, nil
+}
+
+// answer views a dependency's raw answer for lookup, without copying it
+// (a raw answer is never modified once read).
+func answer(raw []byte) gjson.Result {
+	if len(raw) == 0 {
+		return gjson.Result{}
+	}
+	return gjson.Parse(reshapeStr(raw))
+}
+
+// lookup finds a reference's path (Ref.Path: segments escaped for gjson,
+// joined by '.'; "" for the value itself) in v as a client decoding the
+// answer sees it, the way reshape and merge compare keys: keys as decoded
+// (reshapeKey), the last of duplicate keys winning at every level, a
+// numeric segment indexing an array. (gjson's own paths take the first of
+// duplicate keys, and look on in later duplicates for what it lacks, so a
+// dependent could be called with a value its client never sees.)
+func lookup(v gjson.Result, path string) gjson.Result {
+	for path != "" && v.Exists() {
+		var seg string
+		seg, path = nextSegment(path)
+		switch {
+		case v.IsObject():
+			var found gjson.Result
+			v.ForEach(func(k, x gjson.Result) bool {
+				if reshapeKey(k) == seg {
+					found = x // keep scanning: the last duplicate wins
+				}
+				return true
+			})
+			v = found
+		case v.IsArray():
+			v = element(v, seg)
+		default:
+			return gjson.Result{}
+		}
+	}
+	return v
+}
+
+// nextSegment cuts the first segment off a gjson-escaped dot path and
+// unescapes it.
+func nextSegment(path string) (seg, rest string) {
+	var b []byte // nil until an escape is met
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		switch {
+		case c == '\\' && i+1 < len(path):
+			if b == nil {
+				b = append([]byte(nil), path[:i]...)
+			}
+			i++
+			b = append(b, path[i])
+		case c == '.':
+			if b != nil {
+				return string(b), path[i+1:]
+			}
+			return path[:i], path[i+1:]
+		case b != nil:
+			b = append(b, c)
+		}
+	}
+	if b != nil {
+		return string(b), ""
+	}
+	return path, ""
+}
+
+// element is the array v's element at the decimal index seg, if any.
+func element(v gjson.Result, seg string) gjson.Result {
+	n, err := strconv.Atoi(seg)
+	if err != nil || seg[0] < '0' || seg[0] > '9' {
+		return gjson.Result{}
+	}
+	var found gjson.Result
+	v.ForEach(func(_, x gjson.Result) bool {
+		if n == 0 {
+			found = x
+			return false
+		}
+		n--
+		return true
+	})
+	return found
 }
 
 // refValue turns a JSON value into what a reference can substitute: the
@@ -195,7 +278,7 @@ func (b *Backend) headerCulprit(h *config.HeaderTemplate, vals []config.RefValue
 func (b *Backend) foreach(ctx context.Context, in *Inbound, results []Result) Result {
 	start := time.Now()
 	f := b.Config.ForeachRef
-	arr := gjson.GetBytes(results[f.Source].raw, f.Path)
+	arr := lookup(answer(results[f.Source].raw), f.Path)
 	if !arr.IsArray() {
 		return Result{Backend: b, Err: &ReferenceError{Ref: f.Text}}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -799,7 +800,7 @@ func TestGraphForeachEdges(t *testing.T) {
 		{name: "max_items elements", n: "20", wantCalls: 20, wantBody: wantProducts(20)},
 		{name: "over max_items", n: "21", wantCalls: 0, wantError: "too many items"},
 		{name: "over max_items, required", n: "21", required: true, wantCalls: 0, wantError: "too many items", wantCode: 502},
-		{name: "no array", n: "missing", wantCalls: 0, wantError: "missing order.lines"},
+		{name: "no array", n: "missing", wantCalls: 0, wantError: "missing {order.lines}"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1441,5 +1442,54 @@ endpoints:
 				t.Errorf("X-V %q, want the tab verbatim", got)
 			}
 		})
+	}
+}
+
+// A reference reads the answer as its client decodes it (encoding/json,
+// as merge and reshape compare keys): of duplicate keys the last wins, at
+// every level, so a dependent is never called with a value the client
+// does not see in the answer it gets.
+func TestGraphReferenceDuplicateKeysLastWins(t *testing.T) {
+	t.Parallel()
+	dep := spyOn(t, nil)
+	ups := map[string]*spy{
+		"root": spyOn(t, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, `{"id":"first","id":"last","a":{"x":1},"a":{"y":2},"lines":[{"sku":"s1"}],"lines":[{"sku":"s2","sku":"s3"}],"\u0069d2":"esc"}`)
+		}),
+		"dep": dep,
+	}
+	base := graphGateway(t, `
+upstreams:
+  root: {url: "{{root}}", timeout: 5s}
+  dep: {url: "{{dep}}", timeout: 5s}
+endpoints:
+  - path: /g
+    timeout: 10s
+    expose_errors: true
+    backends:
+      - {upstream: root, path: /root, group: root}
+      - {upstream: dep, path: "/id/{root.id}?e={root.id2}", group: id}
+      - {upstream: dep, path: "/ax/{root.a.x}", group: ax}
+      - {upstream: dep, path: "/ay/{root.a.y}", group: ay}
+      - {upstream: dep, path: "/first/{root.lines.0.sku}", group: first}
+      - {upstream: dep, foreach: root.lines, path: "/sku/{item.sku}", group: skus}
+`, ups)
+	a := get(t, base+"/g")
+	m := a.json(t) // as any client decoding into a generic value: the last duplicate replaces
+	root, _ := m["root"].(map[string]any)
+	if want := map[string]any{"y": 2.0}; root["id"] != "last" || !reflect.DeepEqual(root["a"], want) {
+		t.Fatalf("the client decodes %v", root)
+	}
+	if want := map[string]any{"ax": "missing {root.a.x}"}; !reflect.DeepEqual(m["_errors"], want) {
+		t.Errorf("_errors %v, want %v", m["_errors"], want)
+	}
+	var got []string
+	for _, h := range dep.seen() {
+		got = append(got, h.uri)
+	}
+	want := []string{"/ay/2", "/first/s3", "/id/last?e=esc", "/sku/s3"}
+	slices.Sort(got)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("dependents called as %q, want %q", got, want)
 	}
 }
