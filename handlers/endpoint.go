@@ -20,7 +20,9 @@ import (
 
 // endpointHandler serves one configured endpoint: read the request, fan out
 // through fetch, then map the results to one response.
-func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.HandlerFunc {
+// ea is the endpoint's auth (nil without): the token is checked first, so
+// a refused request is neither rate-limited nor sent to any upstream.
+func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit, ea *endpointAuth) gin.HandlerFunc {
 	ec := ep.Config
 	maxBody := g.cfg.Server.MaxBodyBytes
 	ca := g.cache.forEndpoint(ec, g.metrics) // nil: no cache, no cost
@@ -28,7 +30,14 @@ func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.Hand
 		if ca != nil {
 			c.Writer.Header()[headerCache] = cacheMiss // every answer says it; a hit overwrites
 		}
-		if limit != nil && !limit.allow(c) {
+		var who *identity
+		if ea != nil {
+			var ok bool
+			if who, ok = g.authenticate(c, ea); !ok {
+				return
+			}
+		}
+		if limit != nil && !limit.allow(c, who) {
 			g.metrics.rateLimitRejected(ec.Path)
 			return
 		}
@@ -74,6 +83,7 @@ func (g *Gateway) endpointHandler(ep *fetch.Endpoint, limit *rateLimit) gin.Hand
 		}
 
 		in := g.inbound(c, ec, params, body)
+		who.setHeaders(in.Header) // claims_to_headers, never the client's copies
 		if ep.Passthrough {
 			g.relay(c, ep, in)
 			return

@@ -53,6 +53,7 @@ type Gateway struct {
 	logger    *slog.Logger
 	ready     *atomic.Bool
 	metrics   *Metrics
+	auth      *verifier      // nil without auth.jwt
 	cache     *responseCache // nil when no endpoint caches
 }
 
@@ -98,6 +99,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		u := fetch.NewUpstream(uc, logger, uopts...)
 		g.upstreams[name] = u
 		opts.Metrics.BreakerChanged(name, u.BreakerState())
+	}
+	if err := g.newAuth(prev); err != nil {
+		g.Retire(prev)
+		return nil, err
 	}
 
 	e := gin.New()
@@ -151,7 +156,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			g.limits[key] = limit
 		}
 		g.routes[ec.Route] = ec.Path
-		e.Handle(ec.Method, ec.Route, g.endpointHandler(ep, limit))
+		e.Handle(ec.Method, ec.Route, g.endpointHandler(ep, limit, newEndpointAuth(ec)))
 	}
 	g.engine = e
 	return g, nil
@@ -163,15 +168,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.engine.S
 // Config returns the configuration the Gateway was built from.
 func (g *Gateway) Config() *config.Config { return g.cfg }
 
-// Close releases the idle connections of every upstream. Requests in flight
-// finish normally.
+// Close releases the idle connections of every upstream and stops the
+// fetching of auth.jwt.jwks_url. Requests in flight finish normally.
 func (g *Gateway) Close() { g.Retire(nil) }
 
 // Retire releases what this Gateway holds that next did not carry over:
 // the idle connections of upstreams that were removed or changed (and their
 // circuit-state series). Requests in flight on g finish normally.
 func (g *Gateway) Retire(next *Gateway) {
-	g.cache.close() // never carried over; in-flight requests can still use it
+	g.retireAuth(next) // the key store's goroutine, unless next carried it over
+	g.cache.close()    // never carried over; in-flight requests can still use it
 	for name, u := range g.upstreams {
 		if next != nil && next.upstreams[name] == u {
 			continue

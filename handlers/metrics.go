@@ -27,6 +27,7 @@ type Metrics struct {
 	backendDuration *prometheus.HistogramVec
 	circuitState    *prometheus.GaugeVec
 	rateLimited     *prometheus.CounterVec
+	authRejections  *prometheus.CounterVec
 	cacheRequests   *prometheus.CounterVec
 	inflight        prometheus.Gauge
 	reloads         *prometheus.CounterVec
@@ -68,6 +69,10 @@ func NewMetrics() *Metrics {
 			Name: "manifold_cache_requests_total",
 			Help: "Requests to cached endpoints by result: hit (answered from the cache), miss (fanned out, or shared a concurrent miss's fan-out), bypass (the client's no-cache: fanned out and refreshed).",
 		}, []string{"endpoint", "result"}),
+		authRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "manifold_auth_rejected_total",
+			Help: "Requests refused by an endpoint's auth, by reason: missing, malformed, expired, not_yet_valid, signature, issuer, audience, algorithm, unknown_key (401), scope (403), keys_unavailable (503).",
+		}, []string{"endpoint", "reason"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "manifold_inflight_requests",
 			Help: "Requests being served right now.",
@@ -78,7 +83,7 @@ func NewMetrics() *Metrics {
 		}, []string{"result"}),
 	}
 	r.MustRegister(m.requests, m.requestDuration, m.backendRequests, m.backendDuration,
-		m.circuitState, m.rateLimited, m.cacheRequests, m.inflight, m.reloads,
+		m.circuitState, m.rateLimited, m.cacheRequests, m.authRejections, m.inflight, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -181,6 +186,13 @@ func (m *Metrics) cacheRequested(endpoint, result string) {
 		return
 	}
 	m.cacheRequests.WithLabelValues(endpoint, result).Inc()
+}
+
+func (m *Metrics) authRejected(endpoint, reason string) {
+	if m == nil {
+		return
+	}
+	m.authRejections.WithLabelValues(endpoint, reason).Inc()
 }
 
 // outcome classifies a backend call for manifold_backend_requests_total.

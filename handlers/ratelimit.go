@@ -35,13 +35,21 @@ func newRateLimit(rl *config.RateLimit) *rateLimit {
 	return &rateLimit{cfg: rl, lim: lim, limitHeader: []string{strconv.Itoa(rl.Burst)}}
 }
 
-// key is the client's bucket key: the configured header's value, or the
-// client IP (the peer, or the right-most untrusted X-Forwarded-For entry
-// when the peer is a trusted proxy). Header keys are prefixed so a header
-// value can never name another client's IP bucket.
-func (rl *rateLimit) key(c *gin.Context) string {
+// key is the client's bucket key: the validated token's claim
+// (claim:NAME), the configured header's value, or the client IP (the peer,
+// or the right-most untrusted X-Forwarded-For entry when the peer is a
+// trusted proxy); without the claim (no token, or a token without it) or
+// the header, the IP. Claim and header keys are prefixed so that neither
+// can ever name another kind's bucket.
+func (rl *rateLimit) key(c *gin.Context, who *identity) string {
 	if rl.cfg.Per != "client" {
 		return ""
+	}
+	if name := rl.cfg.KeyClaim; name != "" {
+		if v, ok := who.claim(name); ok {
+			return "c\x00" + v
+		}
+		return c.ClientIP()
 	}
 	if h := rl.cfg.KeyHeader; h != "" {
 		if v := c.Request.Header.Get(h); v != "" {
@@ -53,8 +61,9 @@ func (rl *rateLimit) key(c *gin.Context) string {
 
 // allow takes a token for the request, sets the RateLimit-* headers, and
 // answers 429 with Retry-After when refused. It reports whether to go on.
-func (rl *rateLimit) allow(c *gin.Context) bool {
-	d := rl.lim.Allow(rl.key(c))
+// who is the request's validated token (nil without auth).
+func (rl *rateLimit) allow(c *gin.Context, who *identity) bool {
+	d := rl.lim.Allow(rl.key(c, who))
 	h := c.Writer.Header()
 	h["Ratelimit-Limit"] = rl.limitHeader
 	h["Ratelimit-Remaining"] = []string{strconv.Itoa(d.Remaining)}

@@ -17,15 +17,11 @@ var errUnserved = errors.New("not served by this build")
 // "" when every key it uses is served.
 func unserved(cfg *config.Config) string {
 	switch {
-	case cfg.Auth.JWT != nil:
-		return "auth.jwt"
 	case cfg.Server.CORS != nil:
 		return "server.cors"
 	}
 	for i, ep := range cfg.Endpoints {
 		switch {
-		case ep.Auth != nil:
-			return fmt.Sprintf("endpoints[%d].auth", i)
 		case len(ep.ResponseHeaders) > 0:
 			return fmt.Sprintf("endpoints[%d].response_headers", i)
 		}
