@@ -27,6 +27,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
 	"github.com/manifold-gw/manifold/config"
 	"github.com/manifold-gw/manifold/handlers"
 )
@@ -986,4 +989,44 @@ endpoints:
 	expired := bearerHdr(rsaKey.sign(t, nil, claims(map[string]any{"sub": "alice", "exp": time.Now().Add(-time.Hour).Unix()})))
 	checkRejected(t, do(t, "GET", base+"/me", nil, expired), 401, `Bearer error="invalid_token"`)
 	checkRejected(t, get(t, base+"/me"), 401, "Bearer")
+}
+
+// TestAuthDemoKeySet: the shipped demo key set (docs/examples/jwt) serves
+// as a jwks_file, for tokens like the mint program's.
+func TestAuthDemoKeySet(t *testing.T) {
+	t.Parallel()
+	up := newAuthUpstream(t)
+	base := gateway(t, `
+auth:
+  jwt: {jwks_file: ../docs/examples/jwt/demo-jwks.json, issuer: manifold-demo, audience: [manifold-demo]}
+upstreams:
+  up: {url: "{{up}}"}
+endpoints:
+  - path: /api/me
+    auth: {scopes: ["profile:read"], claims_to_headers: {sub: X-User-ID}}
+    backends: [{upstream: up, path: /me}]
+`, map[string]string{"up": up.url})
+	priv, err := jwk.ReadFile("../docs/examples/jwt/demo-private-jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kid := range []string{"demo-rs256", "demo-es256"} {
+		key, ok := priv.LookupKeyID(kid)
+		if !ok {
+			t.Fatalf("no %s in the demo's private set", kid)
+		}
+		alg, _ := key.Algorithm()
+		tok, err := jwt.NewBuilder().Issuer("manifold-demo").Audience([]string{"manifold-demo"}).Subject("42").
+			Expiration(time.Now().Add(time.Hour)).Claim("scope", "profile:read").Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := jwt.Sign(tok, jwt.WithKey(alg, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := do(t, "GET", base+"/api/me", nil, bearerHdr(string(signed))); a.status != 200 || up.header().Get("X-User-ID") != "42" {
+			t.Errorf("%s: %d %s, X-User-ID %q", kid, a.status, a.body, up.header().Get("X-User-ID"))
+		}
+	}
 }
