@@ -57,6 +57,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/manifold-gw/manifold/config"
+	"github.com/manifold-gw/manifold/fetch"
 )
 
 const (
@@ -748,7 +749,9 @@ type keyStore struct {
 	timing  jwksTiming
 	client  *http.Client
 	logger  *slog.Logger
-	set     atomic.Pointer[keySet]
+	// userAgent is fetch.UserAgent when the store started.
+	userAgent []string
+	set       atomic.Pointer[keySet]
 
 	mu        sync.Mutex
 	round     chan struct{} // closed when the fetch in progress (or asked for) ends
@@ -780,10 +783,11 @@ func startKeyStore(url string, refresh time.Duration, timing jwksTiming, logger 
 			DisableKeepAlives:   true,
 			TLSHandshakeTimeout: timing.fetch,
 		}},
-		logger: logger,
-		kick:   make(chan struct{}, 1),
-		stop:   cancel,
-		done:   make(chan struct{}),
+		logger:    logger,
+		userAgent: []string{fetch.UserAgent},
+		kick:      make(chan struct{}, 1),
+		stop:      cancel,
+		done:      make(chan struct{}),
 	}
 	go s.run(ctx)
 	return s
@@ -885,7 +889,7 @@ func (s *keyStore) fetch(ctx context.Context) (*keySet, error) {
 		return nil, err
 	}
 	req.Header["Accept"] = []string{"application/jwk-set+json, application/json"}
-	req.Header["User-Agent"] = []string{"manifold"}
+	req.Header["User-Agent"] = s.userAgent
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, err
