@@ -132,6 +132,8 @@ type verifier struct {
 	algs     map[string]jwa.SignatureAlgorithm // auth.jwt.algorithms
 	keys     *keyStore
 	validate []jwt.ParseOption // leeway, exp required, iss, aud
+	// handedOver: a reload carried keys over to the next Gateway.
+	handedOver atomic.Bool
 }
 
 // newAuth builds g's verifier from auth.jwt (nothing without it). A key
@@ -191,15 +193,19 @@ func (g *Gateway) newAuth(prev *Gateway) error {
 	return nil
 }
 
-// retireAuth stops g's key store unless next carried it over.
+// retireAuth stops g's key store unless next carried it over; once handed
+// over, the store is next's to stop, even if g is closed later.
 func (g *Gateway) retireAuth(next *Gateway) {
 	if g.auth == nil {
 		return
 	}
 	if next != nil && next.auth != nil && next.auth.keys == g.auth.keys {
+		g.auth.handedOver.Store(true)
 		return
 	}
-	g.auth.keys.close()
+	if !g.auth.handedOver.Load() {
+		g.auth.keys.close()
+	}
 }
 
 func readFileLimited(path string, limit int64) ([]byte, error) {

@@ -26,3 +26,16 @@ func JWKSTiming() (fetch, wait, cooldown time.Duration) {
 func SameKeyStore(a, b *Gateway) bool {
 	return a.auth != nil && b.auth != nil && a.auth.keys == b.auth.keys
 }
+
+// KeyStoreRunning reports whether g's jwks_url key store still fetches.
+func KeyStoreRunning(g *Gateway) bool {
+	if g.auth == nil || g.auth.keys.done == nil {
+		return false
+	}
+	select {
+	case <-g.auth.keys.done:
+		return false
+	default:
+		return true
+	}
+}

@@ -777,6 +777,22 @@ func TestAuthReloads(t *testing.T) {
 		if jwks.hits.Load() != hits {
 			t.Errorf("the reload fetched the key set again")
 		}
+		a.Close() // a retired Gateway closed late must not stop what it handed over
+		if !handlers.KeyStoreRunning(b) {
+			t.Error("closing the retired Gateway stopped the key store it handed over")
+		}
+		c, err := handlers.New(parse("jwks_url: "+jwks.url+"?v=2"), handlers.Options{Previous: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		b.Retire(c)
+		if handlers.SameKeyStore(b, c) || handlers.KeyStoreRunning(b) {
+			t.Error("a changed jwks_url kept the old key store running")
+		}
+		if !handlers.KeyStoreRunning(c) {
+			t.Error("the new jwks_url's store is not running")
+		}
 	})
 
 	t.Run("jwks_file read again", func(t *testing.T) {
