@@ -30,6 +30,8 @@ RUN VERSION="${VERSION}" ./scripts/build.sh /out/manifold
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/manifold /usr/local/bin/manifold
 COPY config.yaml /etc/manifold/demo.yaml
+# The demo's key set (DEMO ONLY), where demo.yaml's relative jwks_file finds it.
+COPY docs/examples/jwt/demo-jwks.json /etc/manifold/docs/examples/jwt/demo-jwks.json
 ENV MANIFOLD_CONFIG=/etc/manifold/config.yaml
 USER nonroot:nonroot
 # 9091 (admin) is deliberately not exposed: it has no authentication.

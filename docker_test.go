@@ -255,7 +255,11 @@ func TestImageRuns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(inDir(c[1], etc), data, 0o600); err != nil {
+		dst := inDir(c[1], etc)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil { // COPY creates parents
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -343,7 +347,7 @@ endpoints:
 	t.Run("the demo, for whoever asks", func(t *testing.T) {
 		var demo []string
 		for _, c := range st.copies {
-			if strings.Contains(filepath.Base(c[1]), "demo") {
+			if strings.Contains(filepath.Base(c[1]), "demo") && strings.HasSuffix(c[1], ".yaml") {
 				demo = append(demo, c[1])
 			}
 		}

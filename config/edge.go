@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -26,6 +27,14 @@ var answerHeaders = []string{"Content-Length", "Content-Type", "Content-Encoding
 // compression, CORS and cache memory, and auth.jwt.
 func validateEdge(cfg *Config, c *collector) {
 	s := &cfg.Server
+	// Files the config names are read relative to the config file's own
+	// directory, so that a config works from any working directory (a
+	// systemd unit, a container's WORKDIR) beside the files it ships with.
+	s.TLS.CertFile = relativeToConfig(cfg.File, s.TLS.CertFile)
+	s.TLS.KeyFile = relativeToConfig(cfg.File, s.TLS.KeyFile)
+	if j := cfg.Auth.JWT; j != nil {
+		j.JWKSFile = relativeToConfig(cfg.File, j.JWKSFile)
+	}
 	switch t := s.TLS; {
 	case t.CertFile == "" && t.KeyFile == "":
 	case t.CertFile == "" || t.KeyFile == "":
@@ -142,6 +151,15 @@ func validateJWT(j *JWT, c *collector) {
 			c.add(fmt.Sprintf("%s.audience[%d]", p, i), "empty audience")
 		}
 	}
+}
+
+// relativeToConfig resolves a relative path against the directory of the
+// config file; "" and absolute paths are kept.
+func relativeToConfig(configFile, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(configFile), path)
 }
 
 // checkJWKSFile checks that a local key set is readable JSON with keys.

@@ -1838,3 +1838,34 @@ func TestEnvValueNotUTF8(t *testing.T) {
 		t.Fatalf("problems = %v, want one about UTF-8 at upstreams.u.headers.X-Key", ps)
 	}
 }
+
+// Files a config names are read relative to the config file's directory,
+// whatever the working directory; absolute paths are kept.
+func TestFilesRelativeToTheConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, dir, "keys.json", `{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`)
+	yaml := `auth:
+  jwt: {jwks_file: keys.json, issuer: i, audience: [a]}
+upstreams:
+  users: {url: "http://users.test"}
+endpoints:
+  - path: /u/{id}
+    backends: [{upstream: users, path: "/users/{id}"}]
+`
+	cfg, err := config.Load(writeFile(t, dir, "config.yaml", yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Auth.JWT.JWKSFile, filepath.Join(dir, "keys.json"); got != want {
+		t.Errorf("jwks_file = %q, want %q", got, want)
+	}
+	abs := filepath.Join(dir, "keys.json")
+	cfg, err = config.Load(writeFile(t, t.TempDir(), "config.yaml", strings.Replace(yaml, "keys.json", abs, 1)), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Auth.JWT.JWKSFile; got != abs {
+		t.Errorf("absolute jwks_file = %q, want %q", got, abs)
+	}
+}
