@@ -12,7 +12,7 @@ import (
 	"github.com/manifold-gw/manifold/handlers"
 )
 
-// benchBody is a ~725-byte object whose top-level keys start with prefix,
+// benchBody is a ~694-byte object whose top-level keys start with prefix,
 // like the load benchmark's stub (bench/stub).
 func benchBody(prefix string) string {
 	var b strings.Builder

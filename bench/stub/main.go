@@ -1,4 +1,4 @@
-// Command stub is the benchmark's upstream: it serves three ~725-byte JSON
+// Command stub is the benchmark's upstream: it serves three ~694-byte JSON
 // objects at /a, /b and /c (distinct top-level keys, 6 nested items each),
 // precomputed so that it costs as little CPU as a server can. Every path
 // honours ?delay=DURATION.
