@@ -41,7 +41,6 @@ func refused(burst int, retry, reset time.Duration) limiter.Decision {
 }
 
 func TestBurstRefuseRecover(t *testing.T) {
-	t.Parallel()
 	cases := []struct {
 		name     string
 		rps      float64
@@ -86,7 +85,6 @@ func TestBurstRefuseRecover(t *testing.T) {
 }
 
 func TestRetryAfterPartialRefill(t *testing.T) {
-	t.Parallel()
 	cases := []struct {
 		name    string
 		rps     float64
@@ -122,7 +120,6 @@ func TestRetryAfterPartialRefill(t *testing.T) {
 }
 
 func TestRefusedCallsDoNotConsume(t *testing.T) {
-	t.Parallel()
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			l := k.make(1, 1)
@@ -143,7 +140,6 @@ func TestRefusedCallsDoNotConsume(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	t.Parallel()
 	cases := []struct {
 		kind         int  // index into kinds
 		bSharesWithA bool // whether key B sees A's exhaustion
@@ -177,7 +173,6 @@ func TestKeys(t *testing.T) {
 // the bucket's latest one is decided as of that latest time. (Left to
 // itself, rate.Limiter would rewind and later refill the same span twice.)
 func TestClockNeverRunsBackwards(t *testing.T) {
-	t.Parallel()
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			l := k.make(1, 2)
@@ -191,7 +186,6 @@ func TestClockNeverRunsBackwards(t *testing.T) {
 }
 
 func TestAllowUsesWallClock(t *testing.T) {
-	t.Parallel()
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			l := k.make(0.001, 1) // one token per ~17 minutes: no refill during the test
@@ -205,7 +199,6 @@ func TestAllowUsesWallClock(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	t.Parallel()
 	cases := []struct {
 		name  string
 		rps   float64
@@ -244,7 +237,6 @@ func TestValidate(t *testing.T) {
 
 // An absurdly slow rate saturates durations instead of overflowing them.
 func TestSlowRateSaturates(t *testing.T) {
-	t.Parallel()
 	l := limiter.NewPerKey(1e-12, 1)
 	l.AllowAt("k", t0)
 	d := l.AllowAt("k", t0)
@@ -259,7 +251,6 @@ func TestSlowRateSaturates(t *testing.T) {
 // Waiting exactly RetryAfter is always enough, whatever float rounding the
 // deficit went through.
 func TestRetryAfterIsSufficient(t *testing.T) {
-	t.Parallel()
 	for _, rps := range []float64{0.3, 0.5, 1, 3, 7, 10, 33.3, 1000} {
 		t.Run(strconv.FormatFloat(rps, 'g', -1, 64), func(t *testing.T) {
 			l := limiter.NewGlobal(rps, 1)

@@ -20,7 +20,6 @@ func keys(prefix string, n int) []string {
 }
 
 func TestDefaultIdle(t *testing.T) {
-	t.Parallel()
 	cases := []struct {
 		name  string
 		rps   float64
@@ -44,7 +43,6 @@ func TestDefaultIdle(t *testing.T) {
 }
 
 func TestSweepEvictsIdleFullBuckets(t *testing.T) {
-	t.Parallel()
 	const n = 100_000
 	p := limiter.NewPerKey(10, 5) // refill 500ms, idle 1m
 	refill := 500 * time.Millisecond
@@ -81,7 +79,6 @@ func TestSweepEvictsIdleFullBuckets(t *testing.T) {
 }
 
 func TestSweepKeepsUsedAndUnfilledBuckets(t *testing.T) {
-	t.Parallel()
 	type use struct {
 		key   string
 		at    time.Duration
@@ -152,7 +149,6 @@ func TestSweepKeepsUsedAndUnfilledBuckets(t *testing.T) {
 // Without any Sweep call, shards evict idle buckets on their own during
 // AllowAt, once per sweep interval.
 func TestLazyEviction(t *testing.T) {
-	t.Parallel()
 	const old, recent, late = 100_000, 10_000, 10_000
 	p := limiter.NewPerKey(10, 5) // refill 500ms, idle 1m, sweep interval 30s
 	idle := p.Idle()
@@ -183,7 +179,6 @@ func TestLazyEviction(t *testing.T) {
 // Churn through several waves of clients: the tracked set follows the live
 // clients instead of growing with everyone ever seen.
 func TestMemoryBoundedUnderChurn(t *testing.T) {
-	t.Parallel()
 	p := limiter.NewPerKey(100, 10, limiter.WithIdle(time.Minute))
 	const perWave = 20_000
 	for wave := range 10 {
@@ -198,7 +193,6 @@ func TestMemoryBoundedUnderChurn(t *testing.T) {
 }
 
 func TestLongKeys(t *testing.T) {
-	t.Parallel()
 	long := strings.Repeat("x", 10_000)
 	cases := []struct {
 		name     string
@@ -231,7 +225,6 @@ func TestLongKeys(t *testing.T) {
 }
 
 func TestConcurrentStress(t *testing.T) {
-	t.Parallel()
 	const goroutines, calls, nkeys = 8, 20_000, 10_000
 	ks := keys("10.0.", nkeys)
 	// Goroutine g walks all keys from its own offset, so every key gets
