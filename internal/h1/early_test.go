@@ -137,7 +137,6 @@ func readBody(br *bufio.Reader, req *http.Request) (int64, error) {
 // with keep-alive and then reads the rest (as nginx's return and net/http's
 // server do) gets the whole body too, and the connection is reused.
 func TestLargePost(t *testing.T) {
-	t.Parallel()
 	for _, useTLS := range []bool{false, true} {
 		for _, mode := range []string{"read then answer", "100 Continue, read, answer", "answer early, then read"} {
 			t.Run(fmt.Sprintf("tls=%v/%s", useTLS, mode), func(t *testing.T) {

@@ -12,9 +12,11 @@ import (
 // Each test has its own servers and client, and many spend their time
 // waiting on real timers (contexts that end, idle and keep-alive timeouts,
 // nginx's), so they run in parallel; the waits overlap instead of adding
-// up. TestCloseEarlyLoopback, which bounds how long a Close takes, and
-// TestCancellation, whose write cases move megabytes, run before them
-// (TestCancellation's light cases in parallel with each other).
+// up. Three run before them instead: TestCloseEarlyLoopback, which bounds
+// how long a Close takes; TestLargePost, which is CPU work (48 MiB through
+// the client under -race) with nothing to overlap; and TestCancellation,
+// whose write cases move megabytes (its light cases run in parallel with
+// each other).
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
