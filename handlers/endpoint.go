@@ -173,7 +173,8 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 	resp := rel.Response
 	h := c.Writer.Header()
 	id := h[headerRequestID]
-	copyEndToEnd(h, resp.Header)
+	// Less hop-by-hop headers; our response_headers and CORS headers win.
+	g.copyRelayed(h, resp.Header, ep.Config)
 	h[headerRequestID] = id // ours, whatever the upstream sent
 	if ep.Backends[0].Config.Method == http.MethodHead {
 		// The upstream declared the length of a body it did not send; the

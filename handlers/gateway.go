@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/rs/cors"
 
 	"github.com/manifold-gw/manifold/config"
 	"github.com/manifold-gw/manifold/fetch"
@@ -55,6 +56,9 @@ type Gateway struct {
 	metrics   *Metrics
 	auth      *verifier      // nil without auth.jwt
 	cache     *responseCache // nil when no endpoint caches
+	cors      *cors.Cors     // nil without server.cors
+	// edges are the endpoints' response_headers, CORS and gzip (edge.go).
+	edges map[*config.Endpoint]*edge
 }
 
 // New compiles cfg into a Gateway: one upstream runtime per upstream, one
@@ -75,6 +79,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		logger:    logger,
 		ready:     opts.Ready,
 		metrics:   opts.Metrics,
+		cors:      newCORS(cfg.Server.CORS),
 	}
 	// A new, empty cache on every build: entries never outlive the
 	// configuration that produced them.
@@ -124,6 +129,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	e.Use(g.recoverer, g.requestID, g.observe)
 	e.NoRoute(func(c *gin.Context) { writeError(c, http.StatusNotFound, "no route for "+c.Request.URL.Path, nil) })
 	e.NoMethod(func(c *gin.Context) {
+		if g.preflight(c) { // a CORS preflight to an endpoint's path
+			return
+		}
 		writeError(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" not allowed", nil)
 	})
 
@@ -156,7 +164,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			g.limits[key] = limit
 		}
 		g.routes[ec.Route] = ec.Path
-		e.Handle(ec.Method, ec.Route, g.endpointHandler(ep, limit, newEndpointAuth(ec)))
+		e.Handle(ec.Method, ec.Route, append(g.edgeHandlers(ec), g.endpointHandler(ep, limit, newEndpointAuth(ec)))...)
 	}
 	g.engine = e
 	return g, nil

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/manifold-gw/manifold/config"
 )
@@ -15,16 +14,6 @@ var errUnserved = errors.New("not served by this build")
 
 // unserved names the first key of cfg whose feature is not served yet, or
 // "" when every key it uses is served.
-func unserved(cfg *config.Config) string {
-	switch {
-	case cfg.Server.CORS != nil:
-		return "server.cors"
-	}
-	for i, ep := range cfg.Endpoints {
-		switch {
-		case len(ep.ResponseHeaders) > 0:
-			return fmt.Sprintf("endpoints[%d].response_headers", i)
-		}
-	}
+func unserved(*config.Config) string {
 	return ""
 }
