@@ -74,12 +74,19 @@ func validateCORS(cors *CORS, c *collector) {
 			}
 			continue
 		}
+		if strings.Contains(o, "*") {
+			c.add(op, `%q: origins match exactly; a wildcard inside an origin matches nothing; list each origin, or use "*" alone for any`, o)
+			continue
+		}
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 			c.add(op, "%q is not an origin: write scheme://host[:port], e.g. https://app.example.com", o)
 		} else if u.Path == "/" {
 			c.add(op, "%q: an origin has no path; write %q", o, strings.TrimSuffix(o, "/"))
 		}
+	}
+	if len(cors.AllowMethods) == 0 {
+		c.add(p+".allow_methods", "list the methods browsers may use, e.g. [GET, POST]; leave the key out for GET, POST, PUT, PATCH, DELETE")
 	}
 	for i, m := range cors.AllowMethods {
 		if !httpguts.ValidHeaderFieldName(m) || strings.ToUpper(m) != m {

@@ -83,7 +83,9 @@ endpoints:
 	defer gw.Close()
 	srv := httptest.NewServer(gw)
 	defer srv.Close()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	// No Accept-Encoding: like wrk in the load benchmark, so these measure
+	// the uncompressed path (compression has its own, BenchmarkEdge).
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 	defer client.CloseIdleConnections()
 	get := func(b *testing.B, path string) {
 		resp, err := client.Get(srv.URL + path)
