@@ -64,9 +64,6 @@ type Gateway struct {
 // New compiles cfg into a Gateway: one upstream runtime per upstream, one
 // route per endpoint, plus /__health, /__ready and (demo) /__demo/.
 func New(cfg *config.Config, opts Options) (*Gateway, error) {
-	if key := unserved(cfg); key != "" {
-		return nil, fmt.Errorf("%s: %s: %w", cfg.File, key, errUnserved)
-	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
