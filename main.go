@@ -13,6 +13,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -252,10 +253,18 @@ func load(src source, stderr io.Writer, quiet bool) (*config.Config, bool) {
 // health probes /__health once and exits 0 only on a 200: a HEALTHCHECK
 // for images that have no shell or curl.
 func health(url, path string, stdout, stderr io.Writer) int {
+	client := &http.Client{Timeout: 3 * time.Second}
 	if url == "" {
-		addr := ":8080"
+		addr, scheme := ":8080", "http"
 		if cfg, err := config.Load(path, nil); err == nil {
 			addr = cfg.Server.Address
+			if cfg.Server.TLS.Enabled() {
+				// The probe asks this process whether it is alive, over
+				// loopback: the certificate names the public host, not
+				// 127.0.0.1, so it is not verified here.
+				scheme = "https"
+				client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+			}
 		}
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
@@ -265,9 +274,8 @@ func health(url, path string, stdout, stderr io.Writer) int {
 		if host == "" || host == "0.0.0.0" || host == "::" {
 			host = "127.0.0.1"
 		}
-		url = "http://" + net.JoinHostPort(host, port) + "/__health"
+		url = scheme + "://" + net.JoinHostPort(host, port) + "/__health"
 	}
-	client := &http.Client{Timeout: 3 * time.Second}
 	resp, err := client.Get(url)
 	if err != nil {
 		fmt.Fprintf(stderr, "manifold health: %v\n", err)

@@ -292,5 +292,6 @@ func restartOnly(cfg *config.Config) restartSettings {
 	s := cfg.Server
 	// Applied on reload: the Gateway is rebuilt with them.
 	s.TrustedProxies, s.TrustedPrefixes, s.MaxBodyBytes = nil, nil, 0
+	s.CORS, s.Compression, s.CacheBytes = nil, config.Compression{}, 0
 	return restartSettings{server: s, admin: cfg.Admin, log: cfg.Log}
 }

@@ -160,6 +160,29 @@ func validateJWT(j *JWT, c *collector) {
 	}
 }
 
+// staticHeaderOf names the upstream or backend of ep whose static headers
+// include name (any spelling), or "".
+func staticHeaderOf(cfg *Config, ep *Endpoint, name string) string {
+	for j, be := range ep.Backends {
+		if be == nil {
+			continue
+		}
+		for h := range be.Headers {
+			if strings.EqualFold(h, name) {
+				return fmt.Sprintf("backends[%d]", j)
+			}
+		}
+		if u := cfg.Upstreams[be.Upstream]; u != nil {
+			for h := range u.Headers {
+				if strings.EqualFold(h, name) {
+					return "upstreams." + be.Upstream
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // relativeToConfig resolves a relative path against the directory of the
 // config file; "" and absolute paths are kept.
 func relativeToConfig(configFile, path string) string {
@@ -196,10 +219,17 @@ func validateEndpointEdge(cfg *Config, ep *Endpoint, p string, c *collector) {
 				c.add(fmt.Sprintf("%s.auth.scopes[%d]", p, i), "%q is not a scope (one word, no spaces)", sc)
 			}
 		}
+		claimed := map[string]string{}
 		for _, claim := range slices.Sorted(maps.Keys(a.ClaimsToHeaders)) {
 			h := a.ClaimsToHeaders[claim]
 			hp := p + ".auth.claims_to_headers." + claim
+			prev, dup := claimed[http.CanonicalHeaderKey(h)]
+			claimed[http.CanonicalHeaderKey(h)] = claim
 			switch {
+			case dup:
+				c.add(hp, "%s already carries the claim %q; each claim needs its own header", h, prev)
+			case staticHeaderOf(cfg, ep, h) != "":
+				c.add(hp, "%s is also a static header of %s, which would replace the claim; rename one of them", h, staticHeaderOf(cfg, ep, h))
 			case claim == "":
 				c.add(p+".auth.claims_to_headers", "a claim name cannot be empty")
 			case !httpguts.ValidHeaderFieldName(h):
@@ -215,7 +245,7 @@ func validateEndpointEdge(cfg *Config, ep *Endpoint, p string, c *collector) {
 			c.add(p+".cache.ttl", "must be positive, e.g. 30s")
 		case ep.Method != http.MethodGet:
 			c.add(p+".cache", "only answers to GET are cached; this endpoint is %s", ep.Method)
-		case cfg.Server.CacheBytes == 0:
+		case cfg.Server.CacheBytes == 0 && !c.failed("server.cache_bytes"):
 			c.add(p+".cache", "server.cache_bytes is 0: there is no memory to cache in")
 		}
 		for _, be := range ep.Backends {

@@ -280,6 +280,12 @@ func keptCase(root *yaml.Node, c *collector) *caseKeeper {
 	if eps := mapValue(root, "endpoints"); eps != nil && eps.Kind == yaml.SequenceNode {
 		for i, ep := range eps.Content {
 			ep0 := fmt.Sprintf("endpoints[%d]", i)
+			if a := mapValue(ep, "auth"); a != nil && a.ShortTag() == "!!null" {
+				// Elsewhere an empty value means the default; for auth the
+				// default would be no token check at all, which a reader of
+				// "auth:" would not expect.
+				c.add(ep0+".auth", "has no value: write auth: {} to require a valid token, or remove the key for no token check")
+			}
 			if h := mapValue(ep, "response_headers"); h != nil {
 				k.respHeaders[i] = stringMap(h, ep0+".response_headers", c, true)
 			}
