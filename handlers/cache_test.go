@@ -693,9 +693,25 @@ endpoints:
 	defer gw.Close()
 	srv := httptest.NewServer(gw)
 	defer srv.Close()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	// No Accept-Encoding, like wrk: compression is measured on its own.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 	defer client.CloseIdleConnections()
 
+	// stub-floor is one exchange with the stub itself, the in-process
+	// counterpart of the load benchmark's S1 floor.
+	b.Run("stub-floor", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				resp, err := client.Get(up.URL + "/a")
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	})
 	var warm sync.Once
 	for _, path := range []string{"/agg", "/agg-cached", "/single"} {
 		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
