@@ -226,11 +226,39 @@ type Upstream struct {
 	Retry Retry `mapstructure:"retry"`
 	// CircuitBreaker stops calling an upstream that keeps failing.
 	CircuitBreaker CircuitBreaker `mapstructure:"circuit_breaker"`
+	// TLS configures how an https:// upstream is verified and what client
+	// certificate it is shown (default: system roots, no certificate).
+	TLS UpstreamTLS `mapstructure:"tls"`
 
 	// Name is the upstream's key in the file, case kept.
 	Name string `mapstructure:"-"`
 	// BaseURL is URL parsed, with any trailing slash of its path removed.
 	BaseURL *url.URL `mapstructure:"-"`
+}
+
+// UpstreamTLS configures TLS to an https:// upstream (both clients).
+// Relative paths are read against the config file's directory.
+type UpstreamTLS struct {
+	// CAFile is a PEM bundle trusted for this upstream instead of the
+	// system roots (default "": system roots).
+	CAFile string `mapstructure:"ca_file"`
+	// CertFile and KeyFile are a client certificate and its key shown to
+	// the upstream (mTLS); both or neither.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// ServerName overrides the name sent by SNI and verified in the
+	// upstream's certificate (default: the URL's host).
+	ServerName string `mapstructure:"server_name"`
+	// InsecureSkipVerify accepts any certificate. It is warned about at
+	// start-up and at every reload.
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+
+	// CAPEM, CertPEM and KeyPEM are the files' contents as read at load,
+	// so that the runtime is built from what was validated and a reload
+	// with changed files counts as a changed upstream.
+	CAPEM   []byte `mapstructure:"-"`
+	CertPEM []byte `mapstructure:"-"`
+	KeyPEM  []byte `mapstructure:"-"`
 }
 
 // Retry configures retries of GET and HEAD calls.

@@ -201,6 +201,7 @@ func validateUpstream(u *Upstream, p string, c *collector) {
 			c.add(hp, "the value contains characters not allowed in a header (CR, LF or NUL)")
 		}
 	}
+	validateUpstreamTLS(u, p, c)
 	if u.Client != "lean" && u.Client != "stdlib" {
 		c.add(p+".client", "%q: use lean (Manifold's HTTP/1.1 client, the default) or stdlib (Go's http.Transport)", u.Client)
 	}

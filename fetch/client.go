@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +23,10 @@ func newLeanClient(cfg *config.Upstream, idle int, dialTimeout time.Duration) *h
 	host, port := cfg.BaseURL.Hostname(), cfg.BaseURL.Port()
 	var tlsConfig *tls.Config
 	if cfg.BaseURL.Scheme == "https" {
-		tlsConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		tlsConfig = upstreamTLSConfig(cfg)
+		if tlsConfig.ServerName == "" {
+			tlsConfig.ServerName = host
+		}
 		if port == "" {
 			port = "443"
 		}
@@ -49,10 +53,34 @@ func newTransport(cfg *config.Upstream, idle int, dialTimeout time.Duration) *ht
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    idle,
 		IdleConnTimeout:        90 * time.Second,
+		TLSClientConfig:        upstreamTLSConfig(cfg),
 		TLSHandshakeTimeout:    dialTimeout,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
+}
+
+// upstreamTLSConfig builds the TLS configuration of cfg's tls block, shared
+// by both clients: RootCAs from ca_file (nil: the system roots), the client
+// certificate, the server_name override, insecure_skip_verify, TLS 1.2 at
+// least. Load validated the PEM it reads, so it cannot fail here.
+func upstreamTLSConfig(cfg *config.Upstream) *tls.Config {
+	t := cfg.TLS
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opted into, warned at start-up and reload
+	}
+	if len(t.CAPEM) > 0 {
+		tc.RootCAs = x509.NewCertPool()
+		tc.RootCAs.AppendCertsFromPEM(t.CAPEM)
+	}
+	if len(t.CertPEM) > 0 {
+		if cert, err := tls.X509KeyPair(t.CertPEM, t.KeyPEM); err == nil {
+			tc.Certificates = []tls.Certificate{cert}
+		}
+	}
+	return tc
 }
 
 // leanRoundTrip makes one call through the lean client and presents the

@@ -88,6 +88,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	prev := opts.Previous
 	for _, name := range cfg.UpstreamNames {
 		uc := cfg.Upstreams[name]
+		if uc.TLS.InsecureSkipVerify {
+			// On every build, reused runtimes included: a reload repeats it.
+			logger.Warn("upstream tls: insecure_skip_verify is on: the upstream's certificate is not verified, any server can impersonate it", "upstream", name)
+		}
 		if prev != nil {
 			if old := prev.upstreams[name]; old != nil && sameUpstream(old.Config(), uc) {
 				g.upstreams[name] = old
