@@ -2,12 +2,13 @@ package h1
 
 import (
 	"bufio"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sync"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // drainLimit is how much of an unread body Close may consume to save the
@@ -47,7 +48,8 @@ type body struct {
 	remaining    int64 // Content-Length left, or chunk data left
 	err          error // sticky: io.EOF after a clean end
 	zr           *gzip.Reader
-	trailerBytes int // trailer bytes read so far
+	trailerBytes int     // trailer bytes read so far
+	one          [1]byte // ReadByte's scratch: a local would escape, one allocation a byte
 }
 
 // Read reads the body; after its end it returns io.EOF, after any failure
@@ -55,6 +57,12 @@ type body struct {
 func (b *body) Read(p []byte) (int, error) {
 	if b.closed {
 		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.gzip && b.zr != nil && b.err == io.EOF {
+		// The framing ended but the decoder has not: it must still
+		// yield what it holds and find the stream's end, or a gzip
+		// stream cut short by its Content-Length would end cleanly.
+		return b.readGzip(p)
 	}
 	if b.err != nil {
 		return 0, b.err
@@ -358,11 +366,16 @@ type rawReader struct{ b *body }
 func (r rawReader) Read(p []byte) (int, error) { return r.b.readRaw(p) }
 
 func (r rawReader) ReadByte() (byte, error) {
-	var one [1]byte
+	b := r.b
+	if b.mode == modeLength && b.remaining > 1 && b.err == nil && b.pc.br.Buffered() > 0 {
+		// The common case, a buffered byte short of the body's end.
+		b.remaining--
+		return b.pc.br.ReadByte()
+	}
 	for {
-		n, err := r.b.readRaw(one[:])
+		n, err := b.readRaw(b.one[:])
 		if n == 1 {
-			return one[0], nil
+			return b.one[0], nil
 		}
 		if err != nil {
 			return 0, err
