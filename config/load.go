@@ -528,6 +528,7 @@ var upstreamDefaults = map[string]any{
 	"max_concurrent":                       0,
 	"max_response_bytes":                   4194304,
 	"client":                               "lean",
+	"compression":                          true,
 	"retry.attempts":                       0,
 	"retry.backoff":                        "25ms",
 	"circuit_breaker.enabled":              true,

@@ -222,6 +222,10 @@ type Upstream struct {
 	// HTTP/1.1 client, about 3× cheaper per call; or "stdlib", Go's
 	// http.Transport, which also speaks HTTP/2 to https upstreams.
 	Client string `mapstructure:"client"`
+	// Compression asks the upstream for gzip (Accept-Encoding: gzip) and
+	// decodes a gzip answer; max_response_bytes caps the decoded size
+	// (default true). False sends no Accept-Encoding.
+	Compression bool `mapstructure:"compression"`
 	// Retry re-tries idempotent calls that failed transiently.
 	Retry Retry `mapstructure:"retry"`
 	// CircuitBreaker stops calling an upstream that keeps failing.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/manifold-gw/manifold/config"
@@ -57,6 +58,10 @@ func newTransport(cfg *config.Upstream, idle int, dialTimeout time.Duration) *ht
 		TLSHandshakeTimeout:    dialTimeout,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
+		// compression: true leaves the Transport to ask for gzip and
+		// decode it (not with a Range header); false sends no
+		// Accept-Encoding.
+		DisableCompression: !cfg.Compression,
 	}
 }
 
@@ -86,6 +91,13 @@ func upstreamTLSConfig(cfg *config.Upstream) *tls.Config {
 // leanRoundTrip makes one call through the lean client and presents the
 // answer as an *http.Response so the rest of fetch is client-agnostic.
 func (u *Upstream) leanRoundTrip(ctx context.Context, method, uri string, header http.Header, body []byte) (*http.Response, error) {
+	if u.cfg.Compression && method != http.MethodHead && !hasRange(header) {
+		// As http.Transport does: ask for gzip (h1 decodes it; the caps
+		// apply to the decoded body), but not on HEAD, nor for a byte
+		// range, whose gzip slice could not be decoded. header is this
+		// call's own map; no forwarded or static header is Accept-Encoding.
+		header["Accept-Encoding"] = acceptGzip
+	}
 	resp, err := u.lean.Do(ctx, &h1.Request{Method: method, Host: u.cfg.BaseURL.Host, RequestURI: uri, Header: header, Body: body})
 	if err != nil {
 		if errors.Is(err, h1.ErrMalformedResponse) {
@@ -100,6 +112,18 @@ func (u *Upstream) leanRoundTrip(ctx context.Context, method, uri string, header
 		Uncompressed:  resp.Uncompressed,
 		Body:          resp.Body,
 	}, nil
+}
+
+var acceptGzip = []string{"gzip"}
+
+// hasRange reports whether header holds Range under any spelling.
+func hasRange(header http.Header) bool {
+	for k := range header {
+		if len(k) == 5 && strings.EqualFold(k, "Range") {
+			return true
+		}
+	}
+	return false
 }
 
 // stdRoundTrip makes one call through the upstream's http.Transport.

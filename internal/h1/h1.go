@@ -38,7 +38,9 @@
 // client decodes a gzip body (ReadResponse leaves that to the Transport).
 //
 // What the client never does: follow redirects (a 3xx is returned as is),
-// send Accept-Encoding, speak HTTP/2, use proxies or read the environment.
+// add an Accept-Encoding of its own (the caller's, if any, is sent; fetch
+// sends gzip for an upstream with compression: true), speak HTTP/2, use
+// proxies or read the environment.
 //
 // Cancellation: the request's context bounds the whole call, including the
 // body read. Its deadline becomes the connection's deadline, and when the
