@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,8 +30,10 @@ func (e *Endpoint) fetchGraph(ctx context.Context, in *Inbound) []Result {
 	for i := range done {
 		done[i] = make(chan struct{})
 	}
+	var first panicValue
 	run := func(i int) {
 		defer close(done[i])
+		defer first.recover(&results[i], e.Backends[i])
 		results[i] = e.Backends[i].node(ctx, in, results, done)
 	}
 	var wg sync.WaitGroup
@@ -39,7 +42,48 @@ func (e *Endpoint) fetchGraph(ctx context.Context, in *Inbound) []Result {
 	}
 	run(0)
 	wg.Wait()
+	first.repanic()
 	return results
+}
+
+// errPanicked fails a graph backend whose call panicked, so that its
+// dependents are skipped rather than started on a zero Result.
+var errPanicked = errors.New("backend call panicked")
+
+// panicValue keeps the first panic of a graph's goroutines. A panic in a
+// goroutine of its own would kill the process, and one on the caller's
+// would leave the others running past the request; instead every
+// goroutine recovers, fails its backend, and the caller panics again once
+// all have ended, so the handler's recoverer answers 500 as for any
+// handler panic.
+type panicValue struct {
+	mu  sync.Mutex
+	v   any
+	set bool
+}
+
+// recover, deferred, turns a panic into a failed result for b.
+func (p *panicValue) recover(res *Result, b *Backend) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	p.mu.Lock()
+	if !p.set {
+		p.v, p.set = r, true
+	}
+	p.mu.Unlock()
+	*res = Result{Backend: b, Err: errPanicked}
+}
+
+// repanic panics with the first value recovered, if any.
+func (p *panicValue) repanic() {
+	p.mu.Lock()
+	v, set := p.v, p.set
+	p.mu.Unlock()
+	if set {
+		panic(v)
+	}
 }
 
 // node runs one backend of a graph: wait for its dependencies, fill its
@@ -296,13 +340,18 @@ func (b *Backend) foreach(ctx context.Context, in *Inbound, results []Result) Re
 	calls := make([]Result, len(items))
 	var next atomic.Int64
 	var failed atomic.Bool
+	var first panicValue
+	call := func(k int) (r Result) {
+		defer first.recover(&r, b)
+		return b.item(ctx, in, results, items[k])
+	}
 	work := func() {
 		for !failed.Load() {
 			k := int(next.Add(1)) - 1
 			if k >= len(items) {
 				return
 			}
-			r := b.item(ctx, in, results, items[k])
+			r := call(k)
 			if r.Err != nil {
 				failed.Store(true)
 			}
@@ -315,6 +364,7 @@ func (b *Backend) foreach(ctx context.Context, in *Inbound, results []Result) Re
 	}
 	work()
 	wg.Wait()
+	first.repanic() // every worker has ended: up to the node's own recover
 
 	res := Result{Backend: b, Items: calls, Duration: time.Since(start)}
 	size := 2
