@@ -333,7 +333,10 @@ func bearer(values []string) (token string, ok bool, malformed bool) {
 		return "", true, true
 	}
 	v := values[0]
-	scheme, rest, _ := strings.Cut(v, " ")
+	scheme, rest := v, ""
+	if i := strings.IndexAny(v, " \t"); i >= 0 {
+		scheme, rest = v[:i], v[i+1:] // RFC 9110 allows any whitespace after the scheme
+	}
 	if !strings.EqualFold(scheme, "Bearer") {
 		return "", false, false
 	}
@@ -452,6 +455,11 @@ func (id *identity) setHeaders(h http.Header) {
 		}
 	}
 	if id.values == nil {
+		// No token was validated (auth.required: false): a credential the
+		// gateway did not check must not reach an upstream that trusts
+		// the gateway to have checked it, even when forward_headers lists
+		// Authorization.
+		delete(h, "Authorization")
 		return
 	}
 	for _, ch := range id.ea.headers {

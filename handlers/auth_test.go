@@ -271,6 +271,10 @@ endpoints:
     forward_headers: [X-User-ID]
     auth: {required: false, claims_to_headers: {sub: X-User-ID}}
     backends: [{upstream: up, path: /optional}]
+  - path: /optional-fwd
+    forward_headers: [Authorization]
+    auth: {required: false}
+    backends: [{upstream: up, path: /optional-fwd}]
   - path: /open
     backends: [{upstream: up, path: /open}]
   - path: /limited
