@@ -23,6 +23,12 @@ var jwtAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512
 // replace them.
 var answerHeaders = []string{"Content-Length", "Content-Type", "Content-Encoding", "Vary", "X-Request-Id", "X-Manifold-Completed", "X-Manifold-Cache"}
 
+// corsHeader reports whether name is an Access-Control-* header: those
+// come from server.cors only, or a static one would let any origin in.
+func corsHeader(name string) bool {
+	return strings.HasPrefix(http.CanonicalHeaderKey(name), "Access-Control-")
+}
+
 // validateEdge checks the keys of the edge: the listener's TLS, h2c,
 // compression, CORS and cache memory, and auth.jwt.
 func validateEdge(cfg *Config, c *collector) {
@@ -248,9 +254,15 @@ func validateEndpointEdge(cfg *Config, ep *Endpoint, p string, c *collector) {
 		case cfg.Server.CacheBytes == 0 && !c.failed("server.cache_bytes"):
 			c.add(p+".cache", "server.cache_bytes is 0: there is no memory to cache in")
 		}
-		for _, be := range ep.Backends {
+		for j, be := range ep.Backends {
 			if be != nil && be.Passthrough {
 				c.add(p+".cache", "a passthrough answer is streamed as it arrives and is not cached")
+				break
+			}
+			if be != nil && be.Method != http.MethodGet && be.Method != http.MethodHead {
+				// The request body would reach that backend but not the
+				// cache key: one client's body would be served to all.
+				c.add(p+".cache", "backends[%d] is a %s call, which forwards the request body; an answer built from a body is not cached", j, be.Method)
 				break
 			}
 		}
@@ -263,6 +275,8 @@ func validateEndpointEdge(cfg *Config, ep *Endpoint, p string, c *collector) {
 			c.add(hp, "%q is not a valid header name", name)
 		case IsHopByHop(name) || slices.Contains(answerHeaders, http.CanonicalHeaderKey(name)):
 			c.add(hp, "%s is set by Manifold on every answer and cannot be set here", name)
+		case corsHeader(name):
+			c.add(hp, "%s is a CORS header: configure server.cors instead, which checks the origin", name)
 		case !httpguts.ValidHeaderFieldValue(v):
 			c.add(hp, "the value holds a control character")
 		}
