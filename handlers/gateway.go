@@ -125,6 +125,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		trusted[i] = p.String() // normalised: Gin mis-parses IPv4-mapped forms
 	}
 	if err := e.SetTrustedProxies(trusted); err != nil {
+		g.Retire(prev) // stop what this build started (key store, new upstreams)
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
 	e.Use(g.recoverer, g.requestID, g.observe)
