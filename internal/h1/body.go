@@ -48,6 +48,7 @@ type body struct {
 	remaining    int64 // Content-Length left, or chunk data left
 	err          error // sticky: io.EOF after a clean end
 	zr           *gzip.Reader
+	gzRaw        int64 // framed bytes handed to the gzip reader so far
 	trailerBytes int     // trailer bytes read so far
 	one          [1]byte // ReadByte's scratch: a local would escape, one allocation a byte
 }
@@ -363,18 +364,24 @@ var gzipPool sync.Pool
 // keeps gzip from wrapping it in a bufio.Reader of its own.
 type rawReader struct{ b *body }
 
-func (r rawReader) Read(p []byte) (int, error) { return r.b.readRaw(p) }
+func (r rawReader) Read(p []byte) (int, error) {
+	n, err := r.b.readRaw(p)
+	r.b.gzRaw += int64(n)
+	return n, err
+}
 
 func (r rawReader) ReadByte() (byte, error) {
 	b := r.b
 	if b.mode == modeLength && b.remaining > 1 && b.err == nil && b.pc.br.Buffered() > 0 {
 		// The common case, a buffered byte short of the body's end.
 		b.remaining--
+		b.gzRaw++
 		return b.pc.br.ReadByte()
 	}
 	for {
 		n, err := b.readRaw(b.one[:])
 		if n == 1 {
+			b.gzRaw++
 			return b.one[0], nil
 		}
 		if err != nil {
@@ -396,9 +403,12 @@ func (b *body) readGzip(p []byte) (int, error) {
 			if zr != nil {
 				gzipPool.Put(zr)
 			}
-			if err == io.EOF && b.err == io.EOF {
+			if err == io.EOF && b.err == io.EOF && b.gzRaw == 0 {
 				b.release(true)
 				return 0, io.EOF // empty body: nothing to decode
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // the body ended inside the gzip header
 			}
 			return 0, b.gzipFail(err)
 		}
