@@ -48,7 +48,7 @@ type body struct {
 	remaining    int64 // Content-Length left, or chunk data left
 	err          error // sticky: io.EOF after a clean end
 	zr           *gzip.Reader
-	gzRaw        int64 // framed bytes handed to the gzip reader so far
+	gzRaw        int64   // framed bytes handed to the gzip reader so far
 	trailerBytes int     // trailer bytes read so far
 	one          [1]byte // ReadByte's scratch: a local would escape, one allocation a byte
 }
