@@ -84,7 +84,7 @@ func (e *envOverrides) nearest(name string) string {
 	}
 	best, bestD := "", limit+1
 	for known := range e.known {
-		d := editDistance(rest, strings.TrimPrefix(known, EnvPrefix+"_"))
+		d := EditDistance(rest, strings.TrimPrefix(known, EnvPrefix+"_"))
 		if d < bestD || (d == bestD && known < best) {
 			best, bestD = known, d
 		}

@@ -1033,7 +1033,7 @@ func suggest(key string, t reflect.Type) string {
 		if tag == "" || tag == "-" {
 			continue
 		}
-		if d := editDistance(strings.ToLower(key), tag); d < bestD && d < len(tag) {
+		if d := EditDistance(strings.ToLower(key), tag); d < bestD && d < len(tag) {
 			best, bestD = tag, d
 		}
 	}
@@ -1043,7 +1043,9 @@ func suggest(key string, t reflect.Type) string {
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance of two short strings: how
+// config, and the CLI for its commands, tell a typo from another name.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
