@@ -682,20 +682,7 @@ endpoints:
   - path: /single
     backends: [{upstream: stub, path: /a}]
 `, "{{stub}}", up.URL)
-	cfg, err := config.Parse("bench.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		b.Fatal(err)
-	}
-	gw, err := handlers.New(cfg, handlers.Options{Metrics: handlers.NewMetrics()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer gw.Close()
-	srv := httptest.NewServer(gw)
-	defer srv.Close()
-	// No Accept-Encoding, like wrk: compression is measured on its own.
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
-	defer client.CloseIdleConnections()
+	srv, client := benchGateway(b, yaml)
 
 	// stub-floor is one exchange with the stub itself, the in-process
 	// counterpart of the load benchmark's S1 floor.

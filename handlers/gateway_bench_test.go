@@ -53,21 +53,7 @@ endpoints:
   - path: /raw
     backends: [{upstream: stub, path: /a, passthrough: true}]
 `, "{{stub}}", up.URL)
-	cfg, err := config.Parse("bench.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		b.Fatal(err)
-	}
-	gw, err := handlers.New(cfg, handlers.Options{Metrics: handlers.NewMetrics()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer gw.Close()
-	srv := httptest.NewServer(gw)
-	defer srv.Close()
-	// No Accept-Encoding: like wrk in the load benchmark, so these measure
-	// the uncompressed path (compression has its own, BenchmarkEdge).
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
-	defer client.CloseIdleConnections()
+	srv, client := benchGateway(b, yaml)
 
 	for _, path := range []string{"/agg", "/agg-shaped", "/single", "/raw"} {
 		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
@@ -87,4 +73,29 @@ endpoints:
 			})
 		})
 	}
+}
+
+// benchGateway serves yaml (already filled with its upstreams' URLs) on a
+// loopback listener for a benchmark, with metrics on as in production. The
+// client sends no Accept-Encoding, like wrk in the load benchmark, so the
+// gateway benchmarks measure the uncompressed path (compression has its
+// own, BenchmarkEdge). Everything is closed when the benchmark ends.
+func benchGateway(b *testing.B, yaml string) (srv *httptest.Server, client *http.Client) {
+	b.Helper()
+	cfg, err := config.Parse("bench.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	gw, err := handlers.New(cfg, handlers.Options{Metrics: handlers.NewMetrics()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv = httptest.NewServer(gw)
+	client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	b.Cleanup(func() {
+		client.CloseIdleConnections()
+		srv.Close()
+		gw.Close()
+	})
+	return srv, client
 }

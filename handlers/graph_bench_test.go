@@ -13,9 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/manifold-gw/manifold/config"
-	"github.com/manifold-gw/manifold/handlers"
 )
 
 // cpuTime is the process's user+system CPU time so far.
@@ -78,21 +75,7 @@ endpoints:
       - {name: list, upstream: stub, path: /items}
       - {upstream: stub, path: "/slow/{item.sku}", foreach: list.items, max_parallel: 4, group: results}
 `, "{{stub}}", up.URL)
-	cfg, err := config.Parse("bench.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		b.Fatal(err)
-	}
-	gw, err := handlers.New(cfg, handlers.Options{Metrics: handlers.NewMetrics()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer gw.Close()
-	srv := httptest.NewServer(gw)
-	defer srv.Close()
-	// No Accept-Encoding: like wrk in the load benchmark, so these measure
-	// the uncompressed path (compression has its own, BenchmarkEdge).
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
-	defer client.CloseIdleConnections()
+	srv, client := benchGateway(b, yaml)
 	get := func(b *testing.B, path string) {
 		resp, err := client.Get(srv.URL + path)
 		if err != nil {
