@@ -204,8 +204,24 @@ type Log struct {
 // Upstream is one named service that backends call.
 type Upstream struct {
 	// URL is the base address, http or https, optionally with a path prefix
-	// that every backend path is appended to.
+	// that every backend path is appended to. Exclusive with URLs.
 	URL string `mapstructure:"url"`
+	// URLs are the addresses of several instances of the service, instead
+	// of URL; they share scheme and path prefix, and calls are balanced
+	// over them.
+	URLs []string `mapstructure:"urls"`
+	// Balance picks an instance per call: least_inflight (default: the
+	// fewer calls in flight of two chosen at random) or round_robin.
+	Balance string `mapstructure:"balance"`
+	// Outlier ejects an instance that keeps failing (connect errors,
+	// timeouts, 5xx) from rotation for a while.
+	Outlier Outlier `mapstructure:"outlier"`
+	// HealthCheck, when present, checks every instance in the background
+	// and takes the failing ones out of rotation (absent: no checks).
+	HealthCheck *HealthCheck `mapstructure:"health_check"`
+	// Coalesce makes identical GET/HEAD calls in flight at once share one
+	// upstream call (default false).
+	Coalesce bool `mapstructure:"coalesce"`
 	// Timeout is one call's deadline (default 1s). A call never outlives its
 	// endpoint's deadline whatever this says.
 	Timeout time.Duration `mapstructure:"timeout"`
@@ -236,8 +252,62 @@ type Upstream struct {
 
 	// Name is the upstream's key in the file, case kept.
 	Name string `mapstructure:"-"`
-	// BaseURL is URL parsed, with any trailing slash of its path removed.
+	// BaseURL is URL parsed, with any trailing slash of its path removed;
+	// with URLs, the first instance's.
 	BaseURL *url.URL `mapstructure:"-"`
+	// Instances are the parsed instances, one per URL or URLs entry, in
+	// the order written.
+	Instances []Instance `mapstructure:"-"`
+}
+
+// Instance is one instance of an upstream, parsed at load.
+type Instance struct {
+	// URL is the instance's base address, trailing slash removed.
+	URL *url.URL
+	// Addr is its host:port, with the scheme's default port filled in:
+	// what is dialled, and the instance label of the metrics.
+	Addr string
+}
+
+// Hedge configures hedged calls of a backend.
+type Hedge struct {
+	// After is how long the first try may go unanswered before the hedge
+	// is sent, e.g. 50ms (required).
+	After time.Duration `mapstructure:"after"`
+	// MaxPercent bounds hedges to this share of the backend's ordinary
+	// calls (default 5), through a budget that those calls refill.
+	MaxPercent float64 `mapstructure:"max_percent"`
+}
+
+// Outlier configures passive ejection: an instance whose calls fail
+// ConsecutiveFailures times in a row leaves rotation for EjectFor, doubled
+// on each repeat ejection up to 10 times EjectFor.
+type Outlier struct {
+	// ConsecutiveFailures is how many connect errors, timeouts or 5xx
+	// answers in a row eject an instance (default 5; 0 = never).
+	ConsecutiveFailures int `mapstructure:"consecutive_failures"`
+	// EjectFor is how long the first ejection lasts (default 30s).
+	EjectFor time.Duration `mapstructure:"eject_for"`
+	// MaxEjectedPercent caps the share of instances out at once (default
+	// 50): with one instance, it is never ejected.
+	MaxEjectedPercent int `mapstructure:"max_ejected_percent"`
+}
+
+// HealthCheck configures the active checks of an upstream's instances.
+type HealthCheck struct {
+	// Path is requested with GET on every instance (under the path
+	// prefix); a 2xx answer passes, e.g. /healthz.
+	Path string `mapstructure:"path"`
+	// Interval is the time between two checks of an instance (default 5s),
+	// jittered so that replicas do not check in step.
+	Interval time.Duration `mapstructure:"interval"`
+	// Timeout bounds one check (default 1s); it must be below Interval.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// UnhealthyAfter failed checks in a row take an instance out of
+	// rotation (default 3).
+	UnhealthyAfter int `mapstructure:"unhealthy_after"`
+	// HealthyAfter passed checks in a row bring it back (default 2).
+	HealthyAfter int `mapstructure:"healthy_after"`
 }
 
 // UpstreamTLS configures TLS to an https:// upstream (both clients).
@@ -411,6 +481,10 @@ type Backend struct {
 	// Fallback, any JSON value, stands in for the answer when the backend
 	// fails; the backend then never decides the status.
 	Fallback any `mapstructure:"fallback"`
+	// Hedge, when present, sends a second try of a GET/HEAD call to
+	// another instance when the first has not answered in time; the first
+	// answer wins.
+	Hedge *Hedge `mapstructure:"hedge"`
 
 	// Index is the backend's position in its endpoint.
 	Index int `mapstructure:"-"`
