@@ -675,3 +675,52 @@ func TestMaxHeaderBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseDrains: after Close, a connection in use when it was called is
+// closed when its call ends instead of being pooled, idle ones at once.
+func TestCloseDrains(t *testing.T) {
+	t.Parallel()
+	var closedConns atomic.Int32
+	release := make(chan struct{})
+	inFlight := make(chan struct{})
+	srv := newRawServer(t, func(rc *rawConn) {
+		defer closedConns.Add(1)
+		for {
+			req, _, err := rc.readRequest()
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/slow" {
+				close(inFlight)
+				<-release
+			}
+			rc.write(okResponse)
+		}
+	})
+	c := srv.client(t, Options{})
+	if _, _, err := get(t, c, "/"); err != nil { // one idle connection
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, _, err := get(t, c, "/slow"); done <- err }() // reuses it... or dials
+	<-inFlight
+	// A second connection, idle now, if the slow call took the first one.
+	if _, _, err := get(t, c, "/"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitFor(t, func() bool { return closedConns.Load() == 1 }) // the idle one
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return closedConns.Load() == 2 }) // the one in use, after its call
+	if n := c.idleCount(); n != 0 {
+		t.Fatalf("%d idle after Close, want 0", n)
+	}
+	// Calls still work, on a connection that is closed after use.
+	if _, _, err := get(t, c, "/"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return closedConns.Load() == 3 })
+}

@@ -199,6 +199,7 @@ type Client struct {
 	waiters    []*want     // calls waiting for a connection, oldest first (dial.go)
 	dials      map[*dialing]struct{}
 	spare      int // dials in flight that no call waits for, not cancelled
+	closed     bool // Close was called: released connections are closed, not pooled
 }
 
 // New returns a Client for o.Addr. It does not dial: connections are made
@@ -290,6 +291,18 @@ func (c *Client) CloseIdleConnections() {
 	}
 }
 
+// Close closes every idle connection, as CloseIdleConnections does, and
+// from then on closes each connection in use when its call ends instead of
+// pooling it: the client of an upstream instance that a reload removed
+// drains and then holds no socket. Calls may still be made; their
+// connections are closed after use.
+func (c *Client) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.CloseIdleConnections()
+}
+
 // popIdle takes the most recently pooled connection, closing expired ones
 // (all of them are older than the top, so an expired top empties the pool).
 func (c *Client) popIdle() *conn {
@@ -331,7 +344,7 @@ func (c *Client) putIdle(pc *conn) bool {
 		return true
 	}
 	defer c.mu.Unlock()
-	if len(c.idle) >= c.opts.MaxIdleConns {
+	if c.closed || len(c.idle) >= c.opts.MaxIdleConns {
 		return false
 	}
 	c.idle = append(c.idle, pc)
