@@ -198,7 +198,7 @@ type Client struct {
 	sweepArmed bool        // sweep will fire (or is firing)
 	waiters    []*want     // calls waiting for a connection, oldest first (dial.go)
 	dials      map[*dialing]struct{}
-	spare      int // dials in flight that no call waits for, not cancelled
+	spare      int  // dials in flight that no call waits for, not cancelled
 	closed     bool // Close was called: released connections are closed, not pooled
 }
 
