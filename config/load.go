@@ -275,6 +275,11 @@ func keptCase(root *yaml.Node, c *collector) *caseKeeper {
 			if h := mapValue(ups.Content[i+1], "headers"); h != nil {
 				k.headers[name] = stringMap(h, "upstreams."+name+".headers", c, true)
 			}
+			if hc := mapValue(ups.Content[i+1], "health_check"); hc != nil && hc.ShortTag() == "!!null" {
+				// An empty block would read as no block: no checks, which
+				// a reader of "health_check:" would not expect.
+				c.add("upstreams."+name+".health_check", "has no value: give at least path (health_check: {path: /healthz}), or remove the key for no health checks")
+			}
 		}
 	}
 	if eps := mapValue(root, "endpoints"); eps != nil && eps.Kind == yaml.SequenceNode {
@@ -298,6 +303,9 @@ func keptCase(root *yaml.Node, c *collector) *caseKeeper {
 			}
 			for j, be := range bes.Content {
 				bp := fmt.Sprintf("endpoints[%d].backends[%d]", i, j)
+				if h := mapValue(be, "hedge"); h != nil && h.ShortTag() == "!!null" {
+					c.add(bp+".hedge", "has no value: give at least after (hedge: {after: 50ms}), or remove the key for no hedging")
+				}
 				if r := mapValue(be, "rename"); r != nil {
 					k.rename[[2]int{i, j}] = stringMap(r, bp+".rename", c, false)
 				}
@@ -538,6 +546,14 @@ var upstreamDefaults = map[string]any{
 	"circuit_breaker.interval":             "60s",
 	"circuit_breaker.open_timeout":         "30s",
 	"circuit_breaker.half_open_requests":   1,
+	"balance":                              BalanceLeastInflight,
+	"outlier.consecutive_failures":         5,
+	"outlier.eject_for":                    "30s",
+	"outlier.max_ejected_percent":          50,
+	"coalesce":                             false,
+	// health_check has no entry here: a default would make viper report
+	// the block present in every upstream. Its defaults are filled only
+	// where the block is, by applyListDefaults.
 }
 
 // setDefaults registers every scalar default with viper, so that a
@@ -675,8 +691,11 @@ func (e *envOverrides) value(t reflect.Type, name, path string, parent map[strin
 }
 
 // applyListDefaults fills defaults into endpoints and backends, which viper
-// cannot default because they are list elements. Present keys are kept, so an
-// explicit bad value is still reported.
+// cannot default because they are list elements, and into the blocks whose
+// presence turns a feature on (server.cors, auth.jwt, an upstream's
+// health_check, a backend's hedge, ...), which must stay absent when the
+// file leaves them out. Present keys are kept, so an explicit bad value is
+// still reported.
 func applyListDefaults(settings map[string]any) {
 	// Blocks whose presence turns a feature on get their defaults only
 	// when present.
@@ -695,6 +714,20 @@ func applyListDefaults(settings map[string]any) {
 			setIfAbsent(jwt, "algorithms", []any{"RS256", "ES256"})
 			setIfAbsent(jwt, "refresh", "10m")
 			setIfAbsent(jwt, "leeway", "30s")
+		}
+	}
+	// Upstreams are a map, which viper could default, but health_check
+	// turns the checks on by being there; so its defaults are filled here,
+	// once the file and the MANIFOLD_* overrides have said whether it is.
+	ups, _ := settings["upstreams"].(map[string]any)
+	for _, u := range ups {
+		if um, ok := u.(map[string]any); ok {
+			if hc, ok := um["health_check"].(map[string]any); ok {
+				setIfAbsent(hc, "interval", "5s")
+				setIfAbsent(hc, "timeout", "1s")
+				setIfAbsent(hc, "unhealthy_after", 3)
+				setIfAbsent(hc, "healthy_after", 2)
+			}
 		}
 	}
 	eps, _ := settings["endpoints"].([]any)
@@ -721,6 +754,9 @@ func applyListDefaults(settings map[string]any) {
 				setIfAbsent(bem, "method", "GET")
 				setIfAbsent(bem, "max_parallel", 4)
 				setIfAbsent(bem, "max_items", 100)
+				if h, ok := bem["hedge"].(map[string]any); ok {
+					setIfAbsent(h, "max_percent", 5)
+				}
 			}
 		}
 	}

@@ -7,9 +7,9 @@ import (
 )
 
 // validateUpstreamTLS checks an upstream's tls block: it applies to
-// https:// upstreams only, ca_file is a readable PEM bundle with at least
-// one certificate, and cert_file and key_file are given together and load
-// as a pair. Relative paths are resolved against the config file's
+// https:// upstreams only (url, or the instances of urls), ca_file is a
+// readable PEM bundle with at least one certificate, and cert_file and
+// key_file are given together and load as a pair. Relative paths are resolved against the config file's
 // directory; the files' contents are kept for the runtime (see UpstreamTLS).
 func validateUpstreamTLS(u *Upstream, p string, c *collector) {
 	t := &u.TLS
@@ -18,8 +18,14 @@ func validateUpstreamTLS(u *Upstream, p string, c *collector) {
 	t.CertFile = relativeToConfig(c.file, t.CertFile)
 	t.KeyFile = relativeToConfig(c.file, t.KeyFile)
 	set := t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify
-	if set && u.BaseURL != nil && u.BaseURL.Scheme != "https" {
-		c.add(p, "tls applies to https:// upstreams; %q is http://: remove tls or use https", u.URL)
+	// The instances share one scheme (validateInstances sees to it), so
+	// the first one's is every one's.
+	if set && len(u.Instances) > 0 && u.Instances[0].URL.Scheme != "https" {
+		if len(u.URLs) > 0 {
+			c.add(p, "tls applies to https:// upstreams; the urls are http:// (urls[0] is %q): remove tls or use https", u.URLs[0])
+		} else {
+			c.add(p, "tls applies to https:// upstreams; %q is http://: remove tls or use https", u.URL)
+		}
 		return
 	}
 	if t.CAFile != "" {

@@ -43,7 +43,7 @@ func validate(cfg *Config, c *collector) {
 	for name, u := range cfg.Upstreams {
 		names = append(names, name)
 		if u == nil {
-			c.add("upstreams."+name, "expected a map of settings with at least url")
+			c.add("upstreams."+name, "expected a map of settings with at least url (or urls)")
 			continue
 		}
 		u.Name = name
@@ -163,24 +163,18 @@ func positive(ok bool, path string, c *collector) {
 	}
 }
 
+// Balance policies of upstreams.NAME.balance.
+const (
+	// BalanceLeastInflight picks, of two instances chosen at random, the
+	// one with fewer calls in flight (the default).
+	BalanceLeastInflight = "least_inflight"
+	// BalanceRoundRobin takes the instances in turn.
+	BalanceRoundRobin = "round_robin"
+)
+
 func validateUpstream(u *Upstream, p string, c *collector) {
-	switch {
-	case u.URL == "":
-		c.add(p+".url", "is required, e.g. http://users.internal:8080")
-	default:
-		parsed, err := url.Parse(u.URL)
-		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			c.add(p+".url", "%q must be an http:// or https:// URL with a host", u.URL)
-			break
-		}
-		if parsed.RawQuery != "" || parsed.Fragment != "" || parsed.User != nil {
-			c.add(p+".url", "%q: an upstream URL carries scheme, host and an optional path prefix only (put queries in backend paths, credentials in headers)", u.URL)
-			break
-		}
-		parsed.Path = strings.TrimSuffix(parsed.Path, "/")
-		parsed.RawPath = strings.TrimSuffix(parsed.RawPath, "/")
-		u.BaseURL = parsed
-	}
+	validateInstances(u, p, c)
+	validatePool(u, p, c)
 	positive(u.Timeout > 0, p+".timeout", c)
 	if u.MaxConcurrent < 0 {
 		c.add(p+".max_concurrent", "must be 0 (unlimited) or more")
@@ -228,6 +222,188 @@ func validateUpstream(u *Upstream, p string, c *collector) {
 	positive(cb.OpenTimeout > 0, cp+".open_timeout", c)
 	if cb.HalfOpenRequests < 1 {
 		c.add(cp+".half_open_requests", "must be at least 1")
+	}
+}
+
+// validateInstances checks url or urls and fills Instances (one per
+// address, in the order written) and BaseURL (the first instance's URL).
+// Both stay empty unless every address is valid.
+func validateInstances(u *Upstream, p string, c *collector) {
+	u.BaseURL, u.Instances = nil, nil
+	switch {
+	case u.URL != "" && len(u.URLs) > 0:
+		at := p + ".urls"
+		if c.envSource(p+".url") != "" && c.envSource(at) == "" {
+			at = p + ".url" // the variable is what added the second key
+		}
+		c.add(at, "url and urls are both set: use url for one instance or urls for several, not both")
+		return
+	case u.URL != "":
+		if in, ok := parseInstance(u.URL, p+".url", c); ok {
+			u.Instances = []Instance{in}
+		}
+	case u.URLs == nil:
+		if c.failed(p + ".urls") {
+			return // urls is there, but not a list
+		}
+		c.add(p+".url", "is required, e.g. http://users.internal:8080 (or urls: [...] with several instances)")
+		return
+	case len(u.URLs) == 0:
+		c.add(p+".urls", "is empty: list the instances, e.g. [http://users-1:8080, http://users-2:8080], or use url for one")
+		return
+	default:
+		var instances []Instance
+		var first *Instance       // the first valid entry, which the others are compared with
+		firstAt := 0              // its index
+		addrs := map[string]int{} // sameAddr -> its entry
+		for i, raw := range u.URLs {
+			ip := fmt.Sprintf("%s.urls[%d]", p, i)
+			in, ok := parseInstance(raw, ip, c)
+			if !ok {
+				continue
+			}
+			key := sameAddr(in)
+			j, dup := addrs[key]
+			switch {
+			case first == nil:
+				first, firstAt = &in, i
+			case in.URL.Scheme != first.URL.Scheme:
+				c.add(ip, "%q is %s:// but urls[%d] is %s://: the instances of an upstream share one scheme (give the others an upstream of their own)", raw, in.URL.Scheme, firstAt, first.URL.Scheme)
+				continue
+			case in.URL.EscapedPath() != first.URL.EscapedPath():
+				c.add(ip, "%q has %s but urls[%d] has %s: the instances of an upstream share one path prefix, which every backend path is appended to", raw, prefixName(in.URL), firstAt, prefixName(first.URL))
+				continue
+			case dup:
+				c.add(ip, "%q is the same instance as urls[%d] (%s): list each host:port once", raw, j, in.Addr)
+				continue
+			}
+			addrs[key] = i
+			instances = append(instances, in)
+		}
+		if len(instances) == len(u.URLs) {
+			u.Instances = instances
+		}
+	}
+	if len(u.Instances) > 0 {
+		base := *u.Instances[0].URL
+		u.BaseURL = &base
+	}
+}
+
+// parseInstance parses one instance address, written at path: http or
+// https, a host (and port), an optional path prefix whose trailing slash is
+// dropped, and nothing else. Addr gets the scheme's default port when the
+// address has none.
+func parseInstance(raw, path string, c *collector) (Instance, bool) {
+	parsed, err := url.Parse(raw)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		c.add(path, "%q must be an http:// or https:// URL with a host", raw)
+		return Instance{}, false
+	}
+	if parsed.RawQuery != "" || parsed.Fragment != "" || parsed.User != nil {
+		c.add(path, "%q: an upstream URL carries scheme, host and an optional path prefix only (put queries in backend paths, credentials in headers)", raw)
+		return Instance{}, false
+	}
+	parsed.Path = strings.TrimSuffix(parsed.Path, "/")
+	parsed.RawPath = strings.TrimSuffix(parsed.RawPath, "/")
+	port := parsed.Port()
+	if port == "" {
+		port = "80"
+		if parsed.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return Instance{URL: parsed, Addr: net.JoinHostPort(parsed.Hostname(), port)}, true
+}
+
+// sameAddr is in's host:port in one spelling for each address: host
+// names lower-cased, IP literals in their canonical form ([0:0::1] is
+// [::1]), so that one instance cannot be listed twice.
+func sameAddr(in Instance) string {
+	host, port, _ := net.SplitHostPort(in.Addr)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return net.JoinHostPort(ip.String(), port)
+	}
+	return net.JoinHostPort(strings.ToLower(host), port)
+}
+
+// prefixName describes a URL's path prefix for a message.
+func prefixName(u *url.URL) string {
+	if p := u.EscapedPath(); p != "" {
+		return fmt.Sprintf("the path prefix %q", p)
+	}
+	return "no path prefix"
+}
+
+// validatePool checks how calls are spread over the instances: balance,
+// outlier ejection and health checks.
+func validatePool(u *Upstream, p string, c *collector) {
+	if u.Balance != BalanceLeastInflight && u.Balance != BalanceRoundRobin {
+		c.add(p+".balance", "%q: use least_inflight (the default: of two instances picked at random, the one with fewer calls in flight) or round_robin (the instances in turn)", u.Balance)
+	}
+	o := u.Outlier
+	op := p + ".outlier"
+	if o.ConsecutiveFailures < 0 {
+		c.add(op+".consecutive_failures", "must be 0 (never eject) or more, got %d", o.ConsecutiveFailures)
+	}
+	switch {
+	case o.ConsecutiveFailures > 0 && o.EjectFor <= 0:
+		c.add(op+".eject_for", "must be positive, e.g. \"30s\" (or set consecutive_failures: 0 to never eject)")
+	case o.EjectFor < 0:
+		c.add(op+".eject_for", "must not be negative, e.g. \"30s\"")
+	}
+	if o.MaxEjectedPercent < 0 || o.MaxEjectedPercent > 100 {
+		c.add(op+".max_ejected_percent", "must be between 0 and 100 (the most instances out of rotation at once, in percent), got %d", o.MaxEjectedPercent)
+	}
+	hc := u.HealthCheck
+	if hc == nil {
+		return
+	}
+	hp := p + ".health_check"
+	switch {
+	case hc.Path == "":
+		c.add(hp+".path", "is required: the path checked with GET on every instance, e.g. /healthz")
+	case !strings.HasPrefix(hc.Path, "/"):
+		c.add(hp+".path", "%q must start with /, e.g. /healthz", hc.Path)
+	case strings.ContainsFunc(hc.Path, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '#' }):
+		c.add(hp+".path", "%q: write a path and an optional query only, without spaces, control characters or #fragment, e.g. /healthz?full=1", hc.Path)
+	}
+	positive(hc.Interval > 0, hp+".interval", c)
+	switch {
+	case hc.Timeout <= 0:
+		positive(false, hp+".timeout", c)
+	case hc.Interval > 0 && hc.Timeout >= hc.Interval:
+		c.add(hp+".timeout", "%v is not below interval (%v): a check must end before the next one is due; lower timeout or raise interval", hc.Timeout, hc.Interval)
+	}
+	if hc.UnhealthyAfter < 1 {
+		c.add(hp+".unhealthy_after", "must be at least 1 (failed checks in a row that take an instance out), got %d", hc.UnhealthyAfter)
+	}
+	if hc.HealthyAfter < 1 {
+		c.add(hp+".healthy_after", "must be at least 1 (passed checks in a row that bring an instance back), got %d", hc.HealthyAfter)
+	}
+}
+
+// validateHedge checks a backend's hedge: GET or HEAD only, after below
+// the upstream's timeout, max_percent in (0, 100].
+func validateHedge(cfg *Config, be *Backend, bp string, c *collector) {
+	h := be.Hedge
+	if h == nil {
+		return
+	}
+	hp := bp + ".hedge"
+	if be.Method != http.MethodGet && be.Method != http.MethodHead && slices.Contains(methods, be.Method) {
+		c.add(hp, "only GET and HEAD calls may be hedged: a hedge repeats the call, and a %s must not be sent twice; remove hedge", be.Method)
+	}
+	switch u := cfg.Upstreams[be.Upstream]; {
+	case h.After == 0:
+		c.add(hp+".after", "is required: how long the first try may go unanswered before the hedge is sent, e.g. \"50ms\"")
+	case h.After < 0:
+		c.add(hp+".after", "must be positive, e.g. \"50ms\"")
+	case u != nil && u.Timeout > 0 && h.After >= u.Timeout:
+		c.add(hp+".after", "%v is not below upstreams.%s.timeout (%v): a hedge sent after the first try has timed out is useless; lower after (a little above the upstream's usual answer time) or raise the timeout", h.After, be.Upstream, u.Timeout)
+	}
+	if !(h.MaxPercent > 0 && h.MaxPercent <= 100) {
+		c.add(hp+".max_percent", "must be above 0 and at most 100 (hedges as a percentage of the backend's calls), got %v", h.MaxPercent)
 	}
 }
 
@@ -483,6 +659,7 @@ func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *colle
 		}
 	}
 	validateComposition(be, bp, c)
+	validateHedge(cfg, be, bp, c)
 	if be.Target != "" {
 		checkDotPath(be.Target, bp+".target", "target", c)
 	}
