@@ -82,6 +82,21 @@ no shell or curl in the image.`,
 		url: true,
 	},
 	{
+		name:  "schema",
+		short: "Print the JSON Schema of the config file",
+		long: `Print the JSON Schema (draft 2020-12) of the config file on stdout: every
+key with its type, default and description. Unknown keys and values of the
+wrong type are refused, so an editor with a YAML language server completes
+and checks a config as you type. The schema judges each value on its own;
+check also applies the rules between keys, ${VAR} and MANIFOLD_* overrides.`,
+		usage: "schema",
+		examples: `  # Save it beside your config
+  manifold schema > config.schema.json
+
+  # then name it on the config's first line, for the editor:
+  # yaml-language-server: $schema=./config.schema.json`,
+	},
+	{
 		name:     "version",
 		short:    "Print the version",
 		long:     "Print the version this binary was built as.",
@@ -119,13 +134,14 @@ type cliFlags struct {
 	version  bool
 }
 
-// newFlags is the flag set of cmd: every command takes -c and -h, health
-// also --url, and the top level also -v/--version.
+// newFlags is the flag set of cmd: every command takes -h, every one but
+// version, help and schema also -c, health --url, graph --endpoint and
+// --format, and the top level also -v/--version.
 func newFlags(cmd command, top bool) *cliFlags {
 	f := &cliFlags{set: pflag.NewFlagSet("manifold", pflag.ContinueOnError)}
 	f.set.SetOutput(io.Discard) // errors are printed by run, help by printHelp
 	f.set.SortFlags = false
-	if cmd.name != "version" && cmd.name != "help" {
+	if cmd.name != "version" && cmd.name != "help" && cmd.name != "schema" {
 		f.set.StringVarP(&f.config, "config", "c", "", "read the config from `FILE` (default $MANIFOLD_CONFIG, else ./config.yaml)")
 	}
 	if cmd.url {

@@ -16,6 +16,7 @@ func TestCLIHelp(t *testing.T) {
 		"  check     Validate a config file and exit\n",
 		"  graph     Print each endpoint's call graph (text or Graphviz dot)\n",
 		"  health    Probe a running gateway's /__health (for container health checks)\n",
+		"  schema    Print the JSON Schema of the config file\n",
 		"  version   Print the version\n",
 		"  help      Show help for a command\n",
 		"  -c, --config FILE   read the config from FILE (default $MANIFOLD_CONFIG, else ./config.yaml)\n",
@@ -33,6 +34,8 @@ func TestCLIHelp(t *testing.T) {
 			"      --url URL       the URL to probe (default /__health on server.address)\n", "  manifold health -c /etc/manifold/config.yaml\n"},
 		"graph": {"Print each endpoint's call graph", "Usage:\n  manifold graph [-c FILE] [--endpoint PATH] [--format text|dot]\n",
 			"      --endpoint PATH   only the endpoint with this PATH, as written in the config\n", "  manifold graph -c config.yaml --format dot | dot -Tsvg > graph.svg\n"},
+		"schema": {"Print the JSON Schema (draft 2020-12) of the config file on stdout", "Usage:\n  manifold schema\n",
+			"  -h, --help   show this help\n", "  manifold schema > config.schema.json\n"},
 		"version": {"Print the version this binary was built as.", "Usage:\n  manifold version\n"},
 		"help":    {"Show the help of a command", "Usage:\n  manifold help [COMMAND]\n", "  manifold help check\n"},
 	}
@@ -40,7 +43,7 @@ func TestCLIHelp(t *testing.T) {
 	absent := map[string][]string{
 		"run": {"--url", "--version", "--endpoint"}, "check": {"--url", "--version", "--endpoint"}, "health": {"--version", "--endpoint"},
 		"graph":   {"--url", "--version"},
-		"version": {"--config", "--url"}, "help": {"--config", "--url"},
+		"version": {"--config", "--url"}, "help": {"--config", "--url"}, "schema": {"--config", "--url", "--endpoint", "--version"},
 	}
 	type helpCase struct{ args, want, not []string }
 	cases := []helpCase{

@@ -8,6 +8,7 @@
 //	manifold check [-c FILE]   validate the config and exit
 //	manifold graph [-c FILE] [--endpoint PATH] [--format text|dot]  print the call graphs
 //	manifold health [-c FILE] [--url URL]  probe /__health (for container health checks)
+//	manifold schema            print the config file's JSON Schema
 //	manifold version           print the version (also -v, --version)
 //	manifold help [COMMAND]    show help (also -h, --help)
 package main
@@ -79,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintf(stdout, "manifold %s\n", version)
 		return 0
+	case "schema":
+		return schema(stdout)
 	case "check":
 		cfg, ok := load(src, stderr, false)
 		if !ok {
