@@ -27,6 +27,12 @@ type Config struct {
 	Log Log `mapstructure:"log"`
 	// Auth configures token validation (auth.jwt).
 	Auth Auth `mapstructure:"auth"`
+	// Redis, when present, is the shared state of several replicas: rate
+	// limits with store: redis take one budget from it (absent: none).
+	Redis *Redis `mapstructure:"redis"`
+	// Tracing exports OpenTelemetry spans over OTLP/HTTP (off unless
+	// otlp_endpoint is set).
+	Tracing Tracing `mapstructure:"tracing"`
 	// Demo mounts the sample upstream services under /__demo/ on the main
 	// listener, so the shipped config works with no other process running.
 	Demo bool `mapstructure:"demo"`
@@ -92,10 +98,53 @@ type Server struct {
 	// CORS, when present, answers browsers' preflights and adds CORS
 	// headers for the allowed origins; absent, no CORS handling at all.
 	CORS *CORS `mapstructure:"cors"`
+	// Shadow sizes the worker pool that sends the copies of shadow
+	// backends' calls, off the request path.
+	Shadow Shadow `mapstructure:"shadow"`
 
 	// TrustedPrefixes is TrustedProxies parsed and normalised: single IPs
 	// become /32 or /128, IPv4-mapped IPv6 forms become IPv4.
 	TrustedPrefixes []netip.Prefix `mapstructure:"-"`
+}
+
+// Shadow is the bounded worker pool of shadow calls.
+type Shadow struct {
+	// Workers is how many shadow calls run at once (default 8).
+	Workers int `mapstructure:"workers"`
+	// Queue is how many shadow calls may wait for a worker (default 1024);
+	// beyond it a call is dropped and counted, never waited for.
+	Queue int `mapstructure:"queue"`
+}
+
+// Redis is the connection to the Redis shared by the replicas.
+type Redis struct {
+	// Address is host:port of the Redis server, e.g. 127.0.0.1:6379.
+	Address string `mapstructure:"address"`
+	// Username is the ACL user (default "": the default user).
+	Username string `mapstructure:"username"`
+	// Password authenticates; use ${REDIS_PASSWORD} (default "").
+	Password string `mapstructure:"password"`
+	// DB is the database number (default 0).
+	DB int `mapstructure:"db"`
+	// Timeout bounds one Redis call (default 50ms); past it, the rate
+	// limit's on_error decides.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// TLS connects with TLS, verified against the system roots (default
+	// false).
+	TLS bool `mapstructure:"tls"`
+}
+
+// Tracing configures OpenTelemetry tracing.
+type Tracing struct {
+	// OTLPEndpoint is the OTLP/HTTP collector's base URL, e.g.
+	// http://otel-collector:4318 (default "": tracing off, and free).
+	OTLPEndpoint string `mapstructure:"otlp_endpoint"`
+	// SampleRatio is the share of new traces sampled (default 0.1); an
+	// incoming traceparent's sampled flag is honoured (parent-based).
+	SampleRatio float64 `mapstructure:"sample_ratio"`
+	// ServiceName is the service.name resource attribute (default
+	// manifold).
+	ServiceName string `mapstructure:"service_name"`
 }
 
 // TLS names the main listener's certificate and key (PEM files).
@@ -430,6 +479,12 @@ type RateLimit struct {
 	// ClientKey identifies a client: ip, header:NAME (the IP when absent),
 	// or claim:NAME of the validated token (the IP without a token).
 	ClientKey string `mapstructure:"client_key"`
+	// Store keeps the buckets: local (default: per replica) or redis (one
+	// budget shared by every replica on the same redis).
+	Store string `mapstructure:"store"`
+	// OnError decides requests while Redis cannot answer within its
+	// timeout: allow (default) or deny (429).
+	OnError string `mapstructure:"on_error"`
 
 	// KeyHeader is NAME of header:NAME, canonicalised; "" means by IP.
 	KeyHeader string `mapstructure:"-"`
@@ -481,6 +536,10 @@ type Backend struct {
 	// Fallback, any JSON value, stands in for the answer when the backend
 	// fails; the backend then never decides the status.
 	Fallback any `mapstructure:"fallback"`
+	// Shadow sends a copy of this call off the request path, through the
+	// server.shadow pool; its answer is read and discarded, never merged,
+	// and never changes the client's answer (default false).
+	Shadow bool `mapstructure:"shadow"`
 	// Hedge, when present, sends a second try of a GET/HEAD call to
 	// another instance when the first has not answered in time; the first
 	// answer wins.
