@@ -25,7 +25,8 @@ func BenchmarkAdmit(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			cfg := &config.Upstream{Name: "u", CircuitBreaker: cb, MaxConcurrent: c.maxConcurrent}
 			cfg.CircuitBreaker.Enabled = c.breaker
-			u := &Upstream{Name: "u", cfg: cfg}
+			u := &Upstream{Name: "u", cfg: cfg, single: true}
+			in := &instance{}
 			if c.maxConcurrent > 0 {
 				u.slots = make(chan struct{}, c.maxConcurrent)
 			}
@@ -37,11 +38,11 @@ func BenchmarkAdmit(b *testing.B) {
 						_ = work()
 						continue
 					}
-					finish, err := u.admit()
+					t, err := u.admit(in)
 					if err != nil {
 						b.Fatal(err)
 					}
-					finish(work())
+					t.done(work())
 				}
 			})
 		})

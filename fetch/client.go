@@ -20,10 +20,10 @@ import (
 // newLeanClient builds the upstream's pooled HTTP/1.1 client: the same
 // pool size and dial bounds as the stdlib transport, TLS (HTTP/1.1 only) for
 // https upstreams.
-func newLeanClient(cfg *config.Upstream, idle int, dialTimeout time.Duration) *h1.Client {
-	host, port := cfg.BaseURL.Hostname(), cfg.BaseURL.Port()
+func newLeanClient(cfg *config.Upstream, inst config.Instance, idle int, dialTimeout time.Duration) *h1.Client {
+	host, port := inst.URL.Hostname(), inst.URL.Port()
 	var tlsConfig *tls.Config
-	if cfg.BaseURL.Scheme == "https" {
+	if inst.URL.Scheme == "https" {
 		tlsConfig = upstreamTLSConfig(cfg)
 		if tlsConfig.ServerName == "" {
 			tlsConfig.ServerName = host
@@ -90,15 +90,8 @@ func upstreamTLSConfig(cfg *config.Upstream) *tls.Config {
 
 // leanRoundTrip makes one call through the lean client and presents the
 // answer as an *http.Response so the rest of fetch is client-agnostic.
-func (u *Upstream) leanRoundTrip(ctx context.Context, method, uri string, header http.Header, body []byte) (*http.Response, error) {
-	if u.cfg.Compression && method != http.MethodHead && !hasRange(header) {
-		// As http.Transport does: ask for gzip (h1 decodes it; the caps
-		// apply to the decoded body), but not on HEAD, nor for a byte
-		// range, whose gzip slice could not be decoded. header is this
-		// call's own map; no forwarded or static header is Accept-Encoding.
-		header["Accept-Encoding"] = acceptGzip
-	}
-	resp, err := u.lean.Do(ctx, &h1.Request{Method: method, Host: u.cfg.BaseURL.Host, RequestURI: uri, Header: header, Body: body})
+func (u *Upstream) leanRoundTrip(ctx context.Context, in *instance, method, uri string, header http.Header, body []byte) (*http.Response, error) {
+	resp, err := in.lean.Do(ctx, &h1.Request{Method: method, Host: in.host, RequestURI: uri, Header: header, Body: body})
 	if err != nil {
 		if errors.Is(err, h1.ErrMalformedResponse) {
 			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
@@ -127,15 +120,15 @@ func hasRange(header http.Header) bool {
 }
 
 // stdRoundTrip makes one call through the upstream's http.Transport.
-func (u *Upstream) stdRoundTrip(ctx context.Context, method, uri string, header http.Header, body []byte) (*http.Response, error) {
+func (u *Upstream) stdRoundTrip(ctx context.Context, in *instance, method, uri string, header http.Header, body []byte) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.origin+uri, r)
+	req, err := http.NewRequestWithContext(ctx, method, in.origin+uri, r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: build request: %w", ErrConnect, err)
 	}
 	req.Header = header
-	return u.transport.RoundTrip(req)
+	return in.transport.RoundTrip(req)
 }

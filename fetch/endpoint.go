@@ -46,6 +46,11 @@ type Backend struct {
 	// (under its group; or under "collection" when it is not an object),
 	// unless a target takes at least one level off first.
 	nested bool
+	// coalesce: identical tries in flight share one (a GET/HEAD backend of
+	// an upstream with coalesce: true).
+	coalesce bool
+	// hedge: the backend's hedging, nil without hedge.
+	hedge *hedging
 }
 
 // Endpoint is one configured endpoint compiled for serving: it fans a request
@@ -83,7 +88,9 @@ func NewEndpoint(cfg *config.Endpoint, upstreams map[string]*Upstream) (*Endpoin
 			shadowed:  shadowedHeaders(cfg.ForwardHeaderKeys, u.cfg.Headers),
 			nested:    bc.Target == "" && bc.Group != "",
 			keepRaw:   bc.Referenced,
+			hedge:     newHedging(bc.Hedge),
 		}
+		b.coalesce = u.cfg.Coalesce && !b.sendsBody && !bc.Passthrough
 		if len(bc.HeaderTemplates) > 0 && len(bc.Refs) == 0 {
 			// Static headers of the backend's own: rendered once here.
 			b.headers = make(http.Header, len(bc.HeaderTemplates))
@@ -211,20 +218,24 @@ func (r *Relayed) Err() error {
 // streaming, whatever its status. Failures before an answer arrives (and a
 // Content-Length over max_response_bytes) come back as classified errors.
 // Retries apply as for merged backends, 5xx answers included, as long as
-// nothing has been relayed yet.
+// nothing has been relayed yet; each goes to another instance when there
+// is one.
 func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.Config.Timeout)
 	b := e.Backends[0]
 	u := b.Upstream
+	o := b.prepare(in, nil)
+	var last *instance
 	for try := 0; ; try++ {
-		resp, callCtx, finish, err := b.attempt(ctx, in, nil)
+		resp, callCtx, t, err := b.attempt(ctx, o, last)
+		last = t.in
 		if err == nil && resp.StatusCode >= 500 && try < u.cfg.Retry.Attempts && retryable(b.Config.Method, &StatusError{Code: resp.StatusCode}) {
 			// Retry a 5xx only if the retry can really start; otherwise the
 			// answer is relayed as it is (the breaker hears of it on Close).
 			if d, ok := u.retryDelay(ctx, try); ok {
 				err = &StatusError{Code: resp.StatusCode}
 				resp.Body.Close()
-				finish(err)
+				t.done(err)
 				if !sleep(ctx, d) {
 					cancel()
 					return nil, classify(ctx, ctx, ctx.Err())
@@ -239,12 +250,12 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 			if resp.ContentLength > limit && hasBody(b.Config.Method, resp.StatusCode) {
 				err = fmt.Errorf("%w: Content-Length %d over %d bytes", ErrTooLarge, resp.ContentLength, limit)
 				resp.Body.Close()
-				finish(err)
+				t.done(err)
 				cancel()
 				return nil, err
 			}
 			body := &cappedReader{r: resp.Body, left: limit}
-			rel := &Relayed{Response: resp, Body: body, body: body, ctx: ctx, callCtx: callCtx, cancel: cancel, finish: finish}
+			rel := &Relayed{Response: resp, Body: body, body: body, ctx: ctx, callCtx: callCtx, cancel: cancel, finish: t.done}
 			if resp.StatusCode >= 500 {
 				rel.outcome = &StatusError{Code: resp.StatusCode}
 			}
@@ -295,23 +306,27 @@ func (b *Backend) call(ctx context.Context, in *Inbound) Result {
 }
 
 // callWith is call with the request-target and headers of env, when a graph
-// backend's references were filled in (nil: built from in alone).
+// backend's references were filled in (nil: built from in alone). A retry
+// goes to another instance than the try before it when there is one.
 func (b *Backend) callWith(ctx context.Context, in *Inbound, env *callEnv) Result {
 	start := time.Now()
 	res := Result{Backend: b}
 	u := b.Upstream
+	o := b.prepare(in, env)
+	var last *instance
 	for try := 0; ; try++ {
-		body, status, err := b.fetchJSON(ctx, in, env)
-		res.Status = status
-		if err == nil {
+		out := b.try(ctx, o, last)
+		last = out.in
+		res.Status = out.status
+		if out.err == nil {
 			if b.keepRaw {
-				res.raw = body
+				res.raw = out.body
 			}
-			res.Body, res.Err = b.reshape(body)
+			res.Body, res.Err = b.reshape(out.body)
 			break
 		}
-		if try >= u.cfg.Retry.Attempts || !retryable(b.Config.Method, err) || !u.backoff(ctx, try) {
-			res.Err = err
+		if try >= u.cfg.Retry.Attempts || !retryable(b.Config.Method, out.err) || !u.backoff(ctx, try) {
+			res.Err = out.err
 			break
 		}
 	}
@@ -332,74 +347,104 @@ func (b *Backend) reshape(body []byte) ([]byte, error) {
 
 var emptyObject = []byte("{}")
 
-// fetchJSON makes one try and reads a 2xx JSON answer. The whole try, body
-// included, passes through the upstream's bulkhead and breaker.
-func (b *Backend) fetchJSON(ctx context.Context, in *Inbound, env *callEnv) (body []byte, status int, err error) {
-	resp, callCtx, finish, err := b.attempt(ctx, in, env)
-	if err != nil {
-		return nil, 0, err
+// tryOut is the outcome of one try of a merged backend: the answer's JSON
+// body (read-only: a coalesced answer is shared), its status, the failure,
+// and the instance it went to (nil if none was picked).
+type tryOut struct {
+	body   []byte
+	status int
+	err    error
+	in     *instance
+}
+
+// try makes one try of the call, coalesced with identical tries in flight
+// and hedged when the upstream and backend say so.
+func (b *Backend) try(ctx context.Context, o *outbound, avoid *instance) tryOut {
+	if b.coalesce {
+		return b.coalesced(ctx, o, avoid)
 	}
-	defer func() { finish(err) }()
+	if b.hedge != nil {
+		return b.hedged(ctx, o, avoid)
+	}
+	return b.fetchJSON(ctx, o, avoid)
+}
+
+// fetchJSON makes one try on an instance other than avoid when there is
+// one, and reads a 2xx JSON answer.
+func (b *Backend) fetchJSON(ctx context.Context, o *outbound, avoid *instance) tryOut {
+	in, err := b.Upstream.pick(avoid)
+	if err != nil {
+		return tryOut{err: err}
+	}
+	return b.fetchOn(ctx, o, in)
+}
+
+// fetchOn makes one try on instance in and reads a 2xx JSON answer. The
+// whole try, body included, passes through the upstream's bulkhead and
+// breaker.
+func (b *Backend) fetchOn(ctx context.Context, o *outbound, in *instance) (out tryOut) {
+	out.in = in
+	resp, callCtx, t, err := b.send(ctx, o, in)
+	if err != nil {
+		out.err = err
+		return out
+	}
+	defer func() { t.done(out.err) }()
 	defer resp.Body.Close()
+	out.status = resp.StatusCode
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, resp.StatusCode, &StatusError{Code: resp.StatusCode}
+		out.err = &StatusError{Code: resp.StatusCode}
+		return out
 	}
-	body, err = readBody(resp.Body, b.Upstream.cfg.MaxResponseBytes, resp.ContentLength)
-	if err != nil {
+	body, err := readBody(resp.Body, b.Upstream.cfg.MaxResponseBytes, resp.ContentLength)
+	switch {
+	case err != nil:
 		if !errors.Is(err, ErrTooLarge) {
 			err = classify(ctx, callCtx, err)
 		}
-		return nil, resp.StatusCode, err
+		out.err = err
+	case len(bytes.TrimSpace(body)) == 0:
+		out.body = emptyObject
+	case !validJSONDepth(body, b.depthLimit(body)):
+		out.err = ErrNotJSON
+	default:
+		out.body = body
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return emptyObject, resp.StatusCode, nil
-	}
-	if !validJSONDepth(body, b.depthLimit(body)) {
-		return nil, resp.StatusCode, ErrNotJSON
-	}
-	return body, resp.StatusCode, nil
+	return out
 }
 
-// attempt admits one try through the bulkhead and breaker and sends it. On
-// success the caller owns resp.Body and must call finish with the try's
-// outcome; on failure both are already settled.
-func (b *Backend) attempt(ctx context.Context, in *Inbound, env *callEnv) (*http.Response, context.Context, func(error), error) {
-	finish, err := b.Upstream.admit()
+// attempt picks an instance other than avoid when there is one, admits one
+// try through the bulkhead and breaker and sends it. On success the caller
+// owns resp.Body and must call t.done with the try's outcome; on failure
+// both are already settled. t.in is the instance, also on failure (nil if
+// none was picked).
+func (b *Backend) attempt(ctx context.Context, o *outbound, avoid *instance) (*http.Response, context.Context, ticket, error) {
+	in, err := b.Upstream.pick(avoid)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, ticket{}, err
 	}
-	resp, callCtx, err := b.send(ctx, in, env)
-	if err != nil {
-		finish(err)
-		return nil, nil, nil, err
-	}
-	return resp, callCtx, finish, nil
+	resp, callCtx, t, err := b.send(ctx, o, in)
+	t.in = in
+	return resp, callCtx, t, err
 }
 
-// send builds the upstream request under the call's own deadline and sends
-// it. On success the response body is open and bound to that deadline (the
-// returned context, for classifying body-read errors); the deadline's timer
-// is released when the body is closed.
-func (b *Backend) send(ctx context.Context, in *Inbound, env *callEnv) (*http.Response, context.Context, error) {
+// outbound is a call's request as every try sends it, built once per call.
+type outbound struct {
+	uri    string
+	header http.Header // shared by concurrent tries (hedges): read-only
+	body   []byte
+}
+
+// prepare builds the request of a call: the request-target and every
+// header, in, the upstream's, the backend's own (rendered in env for a
+// graph backend) and Manifold's.
+func (b *Backend) prepare(in *Inbound, env *callEnv) *outbound {
 	u := b.Upstream
-	timeout, cause := u.cfg.Timeout, errOwnTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		left := time.Until(dl)
-		left -= min(headroomMax, left/20)
-		if left < timeout {
-			timeout, cause = left, errEndpointClipped
-		}
-	}
-	if timeout <= 0 {
-		return nil, nil, fmt.Errorf("%w: %w", ErrTimeout, errNoTimeLeft)
-	}
-	callCtx, cancel := context.WithTimeoutCause(ctx, timeout, cause)
-
-	var body []byte
+	o := &outbound{}
 	if b.sendsBody && len(in.Body) > 0 {
-		body = in.Body
+		o.body = in.Body
 	}
-	header := make(http.Header, len(in.Header)+len(u.headers)+2)
+	header := make(http.Header, len(in.Header)+len(u.headers)+3)
 	for k, v := range in.Header {
 		if b.shadowed != nil && containsFold(b.shadowed, k) {
 			continue // a static header of the same name wins
@@ -410,11 +455,10 @@ func (b *Backend) send(ctx context.Context, in *Inbound, env *callEnv) (*http.Re
 		header[k] = v
 	}
 	own := b.headers
-	var uri string
 	if env != nil {
-		own, uri = env.header, env.uri
+		own, o.uri = env.header, env.uri
 	} else {
-		uri = b.requestURI(in)
+		o.uri = b.requestURI(in)
 	}
 	if !u.hasUserAgent {
 		header["User-Agent"] = u.userAgent
@@ -422,7 +466,7 @@ func (b *Backend) send(ctx context.Context, in *Inbound, env *callEnv) (*http.Re
 	for k, v := range own {
 		// The backend's own headers win over the upstream's, the forwarded
 		// ones and Manifold's User-Agent, whatever the spelling of the name.
-		if u.lean == nil && strings.EqualFold(k, "User-Agent") {
+		if u.stdlib && strings.EqualFold(k, "User-Agent") {
 			k = "User-Agent" // http.Transport reads only the canonical key (see NewUpstream)
 		}
 		for old := range header {
@@ -432,24 +476,60 @@ func (b *Backend) send(ctx context.Context, in *Inbound, env *callEnv) (*http.Re
 		}
 		header[k] = v
 	}
-	if body != nil && in.ContentType != "" {
+	if o.body != nil && in.ContentType != "" {
 		header["Content-Type"] = []string{in.ContentType}
 	}
+	if !u.stdlib && u.cfg.Compression && b.Config.Method != http.MethodHead && !hasRange(header) {
+		// As http.Transport does: ask for gzip (h1 decodes it; the caps
+		// apply to the decoded body), but not on HEAD, nor for a byte
+		// range, whose gzip slice could not be decoded. No forwarded or
+		// static header is Accept-Encoding (config refuses it).
+		header["Accept-Encoding"] = acceptGzip
+	}
+	o.header = header
+	return o
+}
 
+// send admits one try on instance in through the bulkhead and breaker and
+// sends it under the call's own deadline. On success the response body is
+// open and bound to that deadline (the returned context, for classifying
+// body-read errors; its timer is released when the body is closed), and
+// the caller must call t.done with the try's outcome; on failure it has
+// been called.
+func (b *Backend) send(ctx context.Context, o *outbound, in *instance) (*http.Response, context.Context, ticket, error) {
+	u := b.Upstream
+	t, err := u.admit(in)
+	if err != nil {
+		return nil, nil, t, err
+	}
+	timeout, cause := u.cfg.Timeout, errOwnTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		left -= min(headroomMax, left/20)
+		if left < timeout {
+			timeout, cause = left, errEndpointClipped
+		}
+	}
+	if timeout <= 0 {
+		err := fmt.Errorf("%w: %w", ErrTimeout, errNoTimeLeft)
+		t.done(err)
+		return nil, nil, t, err
+	}
+	callCtx, cancel := context.WithTimeoutCause(ctx, timeout, cause)
 	var resp *http.Response
-	var err error
-	if u.lean != nil {
-		resp, err = u.leanRoundTrip(callCtx, b.Config.Method, uri, header, body)
+	if u.stdlib {
+		resp, err = u.stdRoundTrip(callCtx, in, b.Config.Method, o.uri, o.header, o.body)
 	} else {
-		resp, err = u.stdRoundTrip(callCtx, b.Config.Method, uri, header, body)
+		resp, err = u.leanRoundTrip(callCtx, in, b.Config.Method, o.uri, o.header, o.body)
 	}
 	if err != nil {
 		err = classify(ctx, callCtx, err)
 		cancel()
-		return nil, nil, err
+		t.done(err)
+		return nil, nil, t, err
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, callCtx, nil
+	return resp, callCtx, t, nil
 }
 
 // requestURI renders the request-target: the upstream's path prefix +

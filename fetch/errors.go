@@ -111,6 +111,8 @@ func Reason(err error) string {
 		return "circuit open"
 	case errors.Is(err, ErrRejected):
 		return "too many concurrent calls"
+	case errors.Is(err, ErrNoHealthyInstance):
+		return "no healthy instance"
 	case errors.Is(err, ErrTooLarge):
 		return "response too large"
 	case errors.Is(err, ErrNotJSON):

@@ -122,34 +122,35 @@ func breakerVerdict(err error) error {
 	return err
 }
 
-// admit passes a call through the bulkhead and the breaker. On success the
-// caller must call finish exactly once with the call's outcome; it releases
-// the bulkhead slot and reports to the breaker.
-func (u *Upstream) admit() (finish func(error), err error) {
+// admit passes a try to instance in through the bulkhead and the breaker.
+// On success the caller must call t.done exactly once with the try's
+// outcome; it releases the bulkhead slot and the instance's in-flight
+// count and reports to the breaker and the instance's outlier state.
+func (u *Upstream) admit(in *instance) (t ticket, err error) {
 	if u.slots != nil {
 		select {
 		case u.slots <- struct{}{}:
 		default:
-			return nil, fmt.Errorf("%w: %d calls in flight", ErrRejected, cap(u.slots))
+			return t, fmt.Errorf("%w: %d calls in flight", ErrRejected, cap(u.slots))
 		}
+		t.slot = true
 	}
-	release := func() {
-		if u.slots != nil {
-			<-u.slots
+	t.u = u
+	if u.breaker != nil {
+		done, err := u.breaker.Allow()
+		if err != nil {
+			if t.slot {
+				<-u.slots
+			}
+			return ticket{}, fmt.Errorf("%w: %w", ErrCircuitOpen, err)
 		}
+		t.breaker = done
 	}
-	if u.breaker == nil {
-		return func(error) { release() }, nil
+	t.in = in
+	if !u.single {
+		in.inflight.Add(1)
 	}
-	done, err := u.breaker.Allow()
-	if err != nil {
-		release()
-		return nil, fmt.Errorf("%w: %w", ErrCircuitOpen, err)
-	}
-	return func(outcome error) {
-		done(breakerVerdict(outcome))
-		release()
-	}, nil
+	return t, nil
 }
 
 // retryable reports whether a failed try may be repeated: only GET and HEAD,

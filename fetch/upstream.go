@@ -15,7 +15,6 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/manifold-gw/manifold/config"
-	"github.com/manifold-gw/manifold/internal/h1"
 )
 
 // UserAgent identifies Manifold to upstreams. Set it (before building any
@@ -35,11 +34,22 @@ type Upstream struct {
 	headers    http.Header // static headers, names as written (User-Agent aside, see NewUpstream)
 	// hasUserAgent: a static header sets User-Agent, so Manifold's is not sent.
 	hasUserAgent bool
-	// Exactly one of transport and lean is set, by client: stdlib or lean.
-	// transport is used through RoundTrip, not an http.Client: no redirect
-	// is ever followed and no per-call header copy is made.
-	transport *http.Transport
-	lean      *h1.Client
+	// stdlib: the instances use Go's http.Transport (through RoundTrip,
+	// not an http.Client: no redirect is ever followed and no per-call
+	// header copy is made), else the lean client.
+	stdlib bool
+	// instances are the upstream's instances in config order, each with
+	// its own connection pool (pool.go).
+	instances []*instance
+	// single: one instance that nothing takes out of rotation, so pick
+	// costs nothing.
+	single     bool
+	maxEjected int           // instances passive ejection may take out at once
+	rr         atomic.Uint64 // round_robin's position
+	hooks      PoolHooks
+	prev       *Upstream // during construction only (WithPrevious)
+	checks     *healthChecker
+	flights    flights[tryOut] // coalesce: identical tries in flight
 	// userAgent is UserAgent when the upstream was built, as a header value.
 	userAgent []string
 	logger    *slog.Logger
@@ -103,11 +113,10 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 		u.slots = make(chan struct{}, cfg.MaxConcurrent)
 	}
 	u.breaker = u.newBreaker(cfg.CircuitBreaker)
-	// Only the client the upstream uses is built.
-	if cfg.Client == "stdlib" {
-		u.transport = newTransport(cfg, idle, dialTimeout)
-	} else {
-		u.lean = newLeanClient(cfg, idle, dialTimeout)
+	u.stdlib = cfg.Client == "stdlib"
+	u.buildInstances(idle, dialTimeout)
+	if cfg.HealthCheck != nil {
+		u.checks = startHealthChecks(u)
 	}
 	return u
 }
@@ -115,17 +124,22 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 // Config returns the configuration this upstream was built from.
 func (u *Upstream) Config() *config.Upstream { return u.cfg }
 
-// Close releases the upstream's idle connections; calls in flight finish.
+// Close stops the upstream's health checks (waiting for the checker to
+// end) and closes the pools of its instances that no successor carried
+// over: idle connections at once, those of calls in flight when they end.
 // A reload calls it for upstreams that were removed or changed; from then on
 // the upstream's breaker no longer reports state changes, so a call still in
-// flight on it cannot overwrite what its successor reports.
+// flight on it cannot overwrite what its successor reports. Close is
+// idempotent.
 func (u *Upstream) Close() {
-	u.closed.Store(true)
-	if u.transport != nil {
-		u.transport.CloseIdleConnections()
+	if u.closed.Swap(true) {
+		return
 	}
-	if u.lean != nil {
-		u.lean.CloseIdleConnections()
+	if u.checks != nil {
+		u.checks.stop()
+	}
+	for _, in := range u.instances {
+		in.closeIfUnused()
 	}
 }
 

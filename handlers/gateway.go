@@ -100,7 +100,12 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		}
 		var uopts []fetch.Option
 		if m := opts.Metrics; m != nil {
-			uopts = append(uopts, fetch.WithStateChange(m.BreakerChanged))
+			uopts = append(uopts, fetch.WithStateChange(m.BreakerChanged), fetch.WithPoolHooks(m.poolHooks(name)))
+		}
+		if prev != nil && prev.upstreams[name] != nil {
+			// Changed: the instances whose pool would be built the same
+			// way carry over with their connections, health and ejection.
+			uopts = append(uopts, fetch.WithPrevious(prev.upstreams[name]))
 		}
 		u := fetch.NewUpstream(uc, logger, uopts...)
 		g.upstreams[name] = u
@@ -193,10 +198,29 @@ func (g *Gateway) Retire(next *Gateway) {
 			continue
 		}
 		u.Close()
-		if g.metrics != nil && (next == nil || next.upstreams[name] == nil) {
-			g.metrics.circuitState.DeleteLabelValues(name)
+		var kept *fetch.Upstream
+		if next != nil {
+			kept = next.upstreams[name]
+		}
+		if kept == nil {
+			g.metrics.forgetUpstream(name)
+		}
+		for _, in := range u.Instances() {
+			if kept == nil || !hasInstance(kept, in.Addr) {
+				g.metrics.forgetInstance(name, in.Addr)
+			}
 		}
 	}
+}
+
+// hasInstance reports whether u has an instance at addr.
+func hasInstance(u *fetch.Upstream, addr string) bool {
+	for _, in := range u.Instances() {
+		if in.Addr == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // sameUpstream reports whether two upstream configurations are identical,

@@ -31,6 +31,10 @@ type Metrics struct {
 	cacheRequests   *prometheus.CounterVec
 	inflight        prometheus.Gauge
 	reloads         *prometheus.CounterVec
+	hedges          *prometheus.CounterVec
+	coalesced       *prometheus.CounterVec
+	instanceHealthy *prometheus.GaugeVec
+	ejections       *prometheus.CounterVec
 }
 
 // NewMetrics creates the series in a registry of their own, with the
@@ -81,9 +85,26 @@ func NewMetrics() *Metrics {
 			Name: "manifold_config_reloads_total",
 			Help: "Configuration reloads by result (success, failure).",
 		}, []string{"result"}),
+		hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "manifold_backend_hedges_total",
+			Help: "Hedged calls by upstream and result: won (the hedge answered first), lost (the first try did, or both failed).",
+		}, []string{"upstream", "result"}),
+		coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "manifold_backend_coalesced_total",
+			Help: "Calls that joined an identical call in flight instead of being sent, by upstream (coalesce: true).",
+		}, []string{"upstream"}),
+		instanceHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "manifold_upstream_instance_healthy",
+			Help: "1 while an upstream instance (host:port) is in rotation, 0 while it is ejected or failing its health checks.",
+		}, []string{"upstream", "instance"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "manifold_upstream_ejections_total",
+			Help: "Passive ejections of an upstream instance (host:port) after consecutive failures.",
+		}, []string{"upstream", "instance"}),
 	}
 	r.MustRegister(m.requests, m.requestDuration, m.backendRequests, m.backendDuration,
 		m.circuitState, m.rateLimited, m.cacheRequests, m.authRejections, m.inflight, m.reloads,
+		m.hedges, m.coalesced, m.instanceHealthy, m.ejections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -112,6 +133,50 @@ func (m *Metrics) BreakerChanged(upstream string, to fetch.BreakerState) {
 		return
 	}
 	m.circuitState.WithLabelValues(upstream).Set(float64(to))
+}
+
+// poolHooks are the pool metrics of upstream, their label values bound
+// once here: the hooks run on events, never per ordinary call.
+func (m *Metrics) poolHooks(upstream string) fetch.PoolHooks {
+	if m == nil {
+		return fetch.PoolHooks{}
+	}
+	won := m.hedges.WithLabelValues(upstream, "won")
+	lost := m.hedges.WithLabelValues(upstream, "lost")
+	coalesced := m.coalesced.WithLabelValues(upstream)
+	return fetch.PoolHooks{
+		HedgeWon:  won.Inc,
+		HedgeLost: lost.Inc,
+		Coalesced: coalesced.Inc,
+		Ejected:   func(instance string) { m.ejections.WithLabelValues(upstream, instance).Inc() },
+		InstanceState: func(instance string, healthy bool) {
+			v := 0.0
+			if healthy {
+				v = 1
+			}
+			m.instanceHealthy.WithLabelValues(upstream, instance).Set(v)
+		},
+	}
+}
+
+// forgetInstance drops the series of an instance that is gone.
+func (m *Metrics) forgetInstance(upstream, instance string) {
+	if m == nil {
+		return
+	}
+	m.instanceHealthy.DeleteLabelValues(upstream, instance)
+	m.ejections.DeleteLabelValues(upstream, instance)
+}
+
+// forgetUpstream drops the pool series of an upstream that is gone.
+func (m *Metrics) forgetUpstream(upstream string) {
+	if m == nil {
+		return
+	}
+	m.circuitState.DeleteLabelValues(upstream)
+	m.hedges.DeleteLabelValues(upstream, "won")
+	m.hedges.DeleteLabelValues(upstream, "lost")
+	m.coalesced.DeleteLabelValues(upstream)
 }
 
 // knownMethods bounds the method label: anything else is "OTHER".
@@ -207,5 +272,5 @@ func outcome(err error) string {
 	case errors.Is(err, fetch.ErrRejected):
 		return "rejected"
 	}
-	return "error"
+	return "error" // no healthy instance included: the gauge says which are out
 }

@@ -17,14 +17,15 @@ const contentTypeJSON = "application/json; charset=utf-8"
 const statusClientClosed = 499
 
 // statusFor is the one place that maps a backend failure to the status the
-// client sees: timeout 504, open breaker or full bulkhead 503, an upstream 4xx
-// relayed as is (a missing user stays 404), anything else 502.
+// client sees: timeout 504, open breaker, full bulkhead or no instance in
+// rotation 503, an upstream 4xx relayed as is (a missing user stays 404),
+// anything else 502.
 func statusFor(err error) int {
 	var se *fetch.StatusError
 	switch {
 	case errors.Is(err, fetch.ErrTimeout):
 		return http.StatusGatewayTimeout
-	case errors.Is(err, fetch.ErrCircuitOpen), errors.Is(err, fetch.ErrRejected):
+	case errors.Is(err, fetch.ErrCircuitOpen), errors.Is(err, fetch.ErrRejected), errors.Is(err, fetch.ErrNoHealthyInstance):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, fetch.ErrCanceled):
 		return statusClientClosed

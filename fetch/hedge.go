@@ -1,0 +1,149 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/manifold-gw/manifold/config"
+)
+
+// errHedgeLost is the cause given to the try that lost a hedge race: it
+// is cancelled, its connection closed, and its outcome counted by neither
+// the breaker nor outlier ejection (it reads as ErrCanceled).
+var errHedgeLost = errors.New("the other try of a hedged call answered first")
+
+// hedgeUnit is one hedge in the budget's fixed-point tokens.
+const hedgeUnit = 1_000_000
+
+// hedgeBank is how many hedges the budget can save up.
+const hedgeBank = 10
+
+// hedging is a backend's compiled hedge: the delay and the budget. The
+// budget is a token bucket that only ordinary tries refill, each by
+// max_percent/100 of a hedge, and a hedge spends one whole token, so the
+// hedges never exceed max_percent of the backend's ordinary tries (plus
+// nothing: it starts empty).
+type hedging struct {
+	after  time.Duration
+	earn   int64 // tokens per ordinary try
+	tokens atomic.Int64
+}
+
+func newHedging(h *config.Hedge) *hedging {
+	if h == nil {
+		return nil
+	}
+	return &hedging{after: h.After, earn: int64(h.MaxPercent / 100 * hedgeUnit)}
+}
+
+// credit adds one ordinary try's share to the budget, up to the bank.
+func (h *hedging) credit() {
+	for {
+		cur := h.tokens.Load()
+		next := min(cur+h.earn, hedgeBank*hedgeUnit)
+		if next == cur || h.tokens.CompareAndSwap(cur, next) {
+			return
+		}
+	}
+}
+
+// spend takes one hedge from the budget, reporting whether there was one.
+func (h *hedging) spend() bool {
+	for {
+		cur := h.tokens.Load()
+		if cur < hedgeUnit {
+			return false
+		}
+		if h.tokens.CompareAndSwap(cur, cur-hedgeUnit) {
+			return true
+		}
+	}
+}
+
+// hedgeTry is one try of a hedged call, tagged with which it was.
+type hedgeTry struct {
+	tryOut
+	hedge bool
+}
+
+// wins reports whether a try's outcome ends the race: an answer, that is
+// anything but a failure that would be retried (a connect error, a timeout,
+// a 5xx).
+func (b *Backend) wins(out tryOut) bool {
+	return out.err == nil || !retryable(b.Config.Method, out.err)
+}
+
+// hedged makes one try and, when it has not ended after hedge.after and
+// the budget allows, a second one to another instance. The first answer
+// wins and the other try is cancelled (its connection is closed); when
+// both fail, the first failure is the outcome.
+func (b *Backend) hedged(ctx context.Context, o *outbound, avoid *instance) tryOut {
+	h := b.hedge
+	u := b.Upstream
+	first, err := u.pick(avoid)
+	if err != nil {
+		return tryOut{err: err}
+	}
+	h.credit()
+	done := make(chan hedgeTry, 2)
+	ctxA, cancelA := context.WithCancelCause(ctx)
+	defer cancelA(nil)
+	go func() { done <- hedgeTry{tryOut: b.fetchOn(ctxA, o, first)} }()
+
+	timer := time.NewTimer(h.after)
+	select {
+	case r := <-done:
+		timer.Stop()
+		return r.tryOut
+	case <-ctx.Done():
+		timer.Stop()
+		return (<-done).tryOut // it ends with ctx
+	case <-timer.C:
+	}
+	if !h.spend() {
+		return (<-done).tryOut
+	}
+	second, err := u.pick(first)
+	if err != nil {
+		return (<-done).tryOut
+	}
+	ctxB, cancelB := context.WithCancelCause(ctx)
+	defer cancelB(nil)
+	go func() { done <- hedgeTry{tryOut: b.fetchOn(ctxB, o, second), hedge: true} }()
+
+	var failed *hedgeTry
+	for pending := 2; pending > 0; pending-- {
+		r := <-done
+		if !b.wins(r.tryOut) {
+			if failed == nil {
+				failed = &r
+			}
+			continue
+		}
+		if pending == 2 {
+			// Cancel the other and wait for it: its goroutine ends here.
+			if r.hedge {
+				cancelA(errHedgeLost)
+			} else {
+				cancelB(errHedgeLost)
+			}
+			<-done
+		}
+		if r.hedge {
+			call(u.hooks.HedgeWon)
+		} else {
+			call(u.hooks.HedgeLost)
+		}
+		return r.tryOut
+	}
+	call(u.hooks.HedgeLost)
+	return failed.tryOut
+}
+
+func call(f func()) {
+	if f != nil {
+		f()
+	}
+}

@@ -1,0 +1,142 @@
+package handlers_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/manifold-gw/manifold/handlers"
+)
+
+// countingUpstream answers status (0: 200 with {}) and counts requests and
+// the connections they came on.
+type countingUpstream struct {
+	url    string
+	addr   string
+	hits   atomic.Int32
+	conns  atomic.Int32
+	status atomic.Int32
+}
+
+func newCounting(t *testing.T) *countingUpstream {
+	c := &countingUpstream{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.hits.Add(1)
+		if s := c.status.Load(); s != 0 {
+			w.WriteHeader(int(s))
+		}
+		fmt.Fprint(w, `{}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			c.conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c.url, c.addr = srv.URL, strings.TrimPrefix(srv.URL, "http://")
+	return c
+}
+
+func poolGatewayYAML(urls ...string) string {
+	return fmt.Sprintf(`
+upstreams:
+  users:
+    urls: ["%s"]
+    outlier: {consecutive_failures: 1, eject_for: 1m, max_ejected_percent: 50}
+    circuit_breaker: {enabled: false}
+endpoints:
+  - path: /u
+    backends: [{upstream: users, path: /u, required: true}]
+`, strings.Join(urls, `", "`))
+}
+
+// A reload that changes an upstream's instances carries the unchanged ones
+// over with their pools and ejection state; a removed one is closed and its
+// series go.
+func TestReloadKeepsInstanceState(t *testing.T) {
+	bad, good, third := newCounting(t), newCounting(t), newCounting(t)
+	bad.status.Store(500)
+	m := handlers.NewMetrics()
+	baseA, a := gatewayWith(t, poolGatewayYAML(bad.url, good.url), nil, handlers.Options{Metrics: m})
+	for bad.hits.Load() == 0 || good.hits.Load() == 0 { // bad ejected, good's pool holds a connection
+		get(t, baseA+"/u")
+	}
+	healthyLine := func(addr string, v int) string {
+		return fmt.Sprintf(`manifold_upstream_instance_healthy{instance="%s",upstream="users"} %d`, addr, v)
+	}
+	lines := scrape(t, m, "manifold_upstream_")
+	if !hasLine(lines, healthyLine(bad.addr, 0)) || !hasLine(lines, healthyLine(good.addr, 1)) ||
+		!hasLine(lines, fmt.Sprintf(`manifold_upstream_ejections_total{instance="%s",upstream="users"} 1`, bad.addr)) {
+		t.Fatalf("after the ejection:\n%s", strings.Join(lines, "\n"))
+	}
+
+	// Another instance added: the upstream changed, its instances did not.
+	baseB, b := gatewayWith(t, poolGatewayYAML(bad.url, good.url, third.url), nil, handlers.Options{Metrics: m, Previous: a})
+	a.Retire(b)
+	badHits, goodConns := bad.hits.Load(), good.conns.Load()
+	for range 30 {
+		if got := get(t, baseB+"/u").status; got != 200 {
+			t.Fatalf("after reload: %d", got)
+		}
+	}
+	if n := bad.hits.Load() - badHits; n != 0 {
+		t.Errorf("the ejected instance got %d calls after the reload: its ejection was not carried over", n)
+	}
+	if good.hits.Load() == 0 || third.hits.Load() == 0 {
+		t.Errorf("calls not spread: good %d, third %d", good.hits.Load(), third.hits.Load())
+	}
+	if n := good.conns.Load() - goodConns; n != 0 {
+		t.Errorf("%d new connections to the unchanged instance: its pool was not carried over", n)
+	}
+
+	// The ejected instance removed: its series go, calls never reach it.
+	baseC, c := gatewayWith(t, poolGatewayYAML(good.url, third.url), nil, handlers.Options{Metrics: m, Previous: b})
+	b.Retire(c)
+	for range 10 {
+		get(t, baseC+"/u")
+	}
+	lines = scrape(t, m, "manifold_upstream_")
+	for _, l := range lines {
+		if strings.Contains(l, bad.addr) {
+			t.Errorf("series of the removed instance still exported: %s", l)
+		}
+	}
+	if !hasLine(lines, healthyLine(good.addr, 1)) || !hasLine(lines, healthyLine(third.addr, 1)) {
+		t.Errorf("after removal:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// With every instance out of rotation, a required backend answers 503 at
+// once, its reason "no healthy instance".
+func TestNoHealthyInstanceIs503(t *testing.T) {
+	a, b := newCounting(t), newCounting(t)
+	yaml := strings.Replace(poolGatewayYAML(a.url, b.url), "outlier: {consecutive_failures: 1, eject_for: 1m, max_ejected_percent: 50}",
+		"health_check: {path: /healthz, interval: 20ms, timeout: 10ms, unhealthy_after: 1}", 1)
+	yaml = strings.Replace(yaml, "required: true}]", "required: true}]\n    expose_errors: true", 1)
+	a.status.Store(503)
+	b.status.Store(503)
+	base, _ := gatewayWith(t, yaml, nil, handlers.Options{})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ans := get(t, base+"/u")
+		if ans.status == 503 {
+			status, msg, backends := ans.errorOf(t)
+			if backends["users"] == "no healthy instance" {
+				if status != 503 || msg != "upstream unavailable" {
+					t.Errorf("error %v %q", status, msg)
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never failed with no healthy instance: last %d %s", ans.status, ans.body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
