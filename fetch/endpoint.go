@@ -227,7 +227,18 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 	o := b.prepare(in, nil)
 	var last *instance
 	for try := 0; ; try++ {
-		resp, callCtx, t, err := b.attempt(ctx, o, last)
+		var resp *http.Response
+		var callCtx context.Context
+		var t ticket
+		var err error
+		release := noRelease
+		if b.hedge != nil {
+			var s sent
+			s, release = b.attemptHedged(ctx, o, last)
+			resp, callCtx, t, err = s.resp, s.callCtx, s.t, s.err
+		} else {
+			resp, callCtx, t, err = b.attempt(ctx, o, last)
+		}
 		last = t.in
 		if err == nil && resp.StatusCode >= 500 && try < u.cfg.Retry.Attempts && retryable(b.Config.Method, &StatusError{Code: resp.StatusCode}) {
 			// Retry a 5xx only if the retry can really start; otherwise the
@@ -236,6 +247,7 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 				err = &StatusError{Code: resp.StatusCode}
 				resp.Body.Close()
 				t.done(err)
+				release()
 				if !sleep(ctx, d) {
 					cancel()
 					return nil, classify(ctx, ctx, ctx.Err())
@@ -251,22 +263,30 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 				err = fmt.Errorf("%w: Content-Length %d over %d bytes", ErrTooLarge, resp.ContentLength, limit)
 				resp.Body.Close()
 				t.done(err)
+				release()
 				cancel()
 				return nil, err
 			}
 			body := &cappedReader{r: resp.Body, left: limit}
-			rel := &Relayed{Response: resp, Body: body, body: body, ctx: ctx, callCtx: callCtx, cancel: cancel, finish: t.done}
+			end := cancel
+			if b.hedge != nil {
+				end = func() { release(); cancel() }
+			}
+			rel := &Relayed{Response: resp, Body: body, body: body, ctx: ctx, callCtx: callCtx, cancel: end, finish: t.done}
 			if resp.StatusCode >= 500 {
 				rel.outcome = &StatusError{Code: resp.StatusCode}
 			}
 			return rel, nil
 		}
+		release()
 		if try >= u.cfg.Retry.Attempts || !retryable(b.Config.Method, err) || !u.backoff(ctx, try) {
 			cancel()
 			return nil, err
 		}
 	}
 }
+
+func noRelease() {}
 
 // hasBody reports whether an answer to method with status carries a body
 // (RFC 9112 §6.3): not to HEAD, and never with 1xx, 204 or 304.

@@ -3,6 +3,8 @@ package fetch
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -146,4 +148,122 @@ func call(f func()) {
 	if f != nil {
 		f()
 	}
+}
+
+// sent is one try of a relayed call whose answer head has arrived (or
+// failed): the body is open until the caller closes it and calls t.done.
+type sent struct {
+	resp    *http.Response
+	callCtx context.Context
+	t       ticket
+	err     error
+	hedge   bool
+}
+
+// answered reports whether a relayed try ends the race: an answer below
+// 500, or a failure that would not be retried.
+func (b *Backend) answered(s sent) bool {
+	if s.err != nil {
+		return !retryable(b.Config.Method, s.err)
+	}
+	return s.resp.StatusCode < 500
+}
+
+// discard closes a try that is not relayed and settles its ticket: lost
+// (the other answered) is not counted; otherwise its 5xx is. A try that
+// failed before its answer was settled by send.
+func (s sent) discard(lost bool) {
+	if s.err != nil {
+		return
+	}
+	s.resp.Body.Close()
+	if lost {
+		s.t.done(fmt.Errorf("%w: %w", ErrCanceled, errHedgeLost))
+	} else {
+		s.t.done(&StatusError{Code: s.resp.StatusCode})
+	}
+}
+
+// attemptHedged is attempt with hedging, for a relayed call: the race is
+// to the answer's head, and the winner's body stays open for streaming
+// (its context ends when release is called: the caller's Close). When both
+// tries fail, the first failure is returned (a 5xx answer is relayed as the
+// plain attempt would, retries aside).
+func (b *Backend) attemptHedged(ctx context.Context, o *outbound, avoid *instance) (s sent, release context.CancelFunc) {
+	h := b.hedge
+	u := b.Upstream
+	first, err := u.pick(avoid)
+	if err != nil {
+		return sent{err: err}, func() {}
+	}
+	h.credit()
+	done := make(chan sent, 2)
+	ctxA, cancelA := context.WithCancelCause(ctx)
+	try := func(ctx context.Context, in *instance, hedge bool) {
+		resp, callCtx, t, err := b.send(ctx, o, in)
+		t.in = in
+		done <- sent{resp: resp, callCtx: callCtx, t: t, err: err, hedge: hedge}
+	}
+	go try(ctxA, first, false)
+	releaseA := func() { cancelA(nil) }
+
+	timer := time.NewTimer(h.after)
+	select {
+	case r := <-done:
+		timer.Stop()
+		return r, releaseA
+	case <-ctx.Done():
+		timer.Stop()
+		return <-done, releaseA
+	case <-timer.C:
+	}
+	if !h.spend() {
+		return <-done, releaseA
+	}
+	second, err := u.pick(first)
+	if err != nil {
+		return <-done, releaseA
+	}
+	ctxB, cancelB := context.WithCancelCause(ctx)
+	go try(ctxB, second, true)
+	releaseB := func() { cancelB(nil) }
+
+	var failed *sent
+	for pending := 2; pending > 0; pending-- {
+		r := <-done
+		if !b.answered(r) {
+			if failed == nil {
+				failed = &r
+			} else {
+				r.discard(false)
+			}
+			continue
+		}
+		if failed != nil {
+			failed.discard(false)
+		}
+		if pending == 2 {
+			if r.hedge {
+				cancelA(errHedgeLost)
+			} else {
+				cancelB(errHedgeLost)
+			}
+			(<-done).discard(true)
+		}
+		if r.hedge {
+			call(u.hooks.HedgeWon)
+			cancelA(errHedgeLost)
+			return r, releaseB
+		}
+		call(u.hooks.HedgeLost)
+		cancelB(errHedgeLost)
+		return r, releaseA
+	}
+	call(u.hooks.HedgeLost)
+	if failed.hedge {
+		cancelA(nil)
+		return *failed, releaseB
+	}
+	cancelB(nil)
+	return *failed, releaseA
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -138,4 +139,34 @@ func TestHedgeNotSentForFastAnswers(t *testing.T) {
 	if n := a.hits.Load() + b.hits.Load(); n != 50 {
 		t.Errorf("%d upstream calls for 50 fast calls", n)
 	}
+}
+
+// A passthrough endpoint hedges to the answer's head: the relayed answer
+// comes from the fast instance, the hanging try is cancelled.
+func TestHedgeRelay(t *testing.T) {
+	t.Parallel()
+	hang, fast := newInstance(t), newInstance(t)
+	hang.gated.Store(true)
+	var counts hedgeCounts
+	yaml := strings.Replace(hedgeYAML(urlsOf(hang, fast), "{after: 20ms, max_percent: 100}"), "path: /x, hedge:", "path: /x, passthrough: true, hedge:", 1)
+	eps, _ := endpointsWith(t, yaml, counts.hooks())
+	for i := range 10 {
+		start := time.Now()
+		rel, err := eps[0].Relay(context.Background(), inbound())
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		body, err := io.ReadAll(rel.Body)
+		rel.Close()
+		if err != nil || rel.Response.StatusCode != 200 || !strings.Contains(string(body), strings.TrimPrefix(fast.url, "http://")) {
+			t.Fatalf("call %d: %d %q %v", i, rel.Response.StatusCode, body, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("call %d took %v", i, d)
+		}
+	}
+	if counts.won.Load() < 3 {
+		t.Errorf("%d hedges won, want about 5", counts.won.Load())
+	}
+	waitFor(t, "the losing tries to be cancelled", func() bool { return hang.held.Load() == 0 })
 }
