@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,14 +31,18 @@ type instanceStub struct {
 	gated  atomic.Bool // ordinary calls wait on gate (or the caller leaving)
 	held   atomic.Int32
 	open   sync.Once
+	// newConns counts the connections the instance accepted.
+	newConns atomic.Int32
 }
+
+func (s *instanceStub) conns() int32 { return s.newConns.Load() }
 
 // release opens the gate: held calls answer, later ones do not wait.
 func (s *instanceStub) release() { s.open.Do(func() { close(s.gate) }) }
 
 func newInstance(t *testing.T) *instanceStub {
 	s := &instanceStub{gate: make(chan struct{})}
-	s.url = serve(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
 			s.checks.Add(1)
 			switch code := s.health.Load(); code {
@@ -63,7 +68,15 @@ func newInstance(t *testing.T) *instanceStub {
 			w.WriteHeader(int(code))
 		}
 		fmt.Fprintf(w, `{"from":%q}`, r.Host)
-	})
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.newConns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s.url = srv.URL
 	t.Cleanup(s.release) // before the server closes: a failed test leaves no call held
 	return s
 }
@@ -130,17 +143,22 @@ func fetchOnce(t *testing.T, ep *fetch.Endpoint) fetch.Result {
 // of 300 calls.
 func TestBalanceSpreadsLoad(t *testing.T) {
 	t.Parallel()
-	for _, balance := range []string{"least_inflight", "round_robin"} {
-		t.Run(balance, func(t *testing.T) {
+	for _, tc := range []struct{ balance, client string }{
+		{"least_inflight", "lean"}, {"round_robin", "lean"}, {"least_inflight", "stdlib"}, {"round_robin", "stdlib"},
+	} {
+		t.Run(tc.balance+"/"+tc.client, func(t *testing.T) {
 			t.Parallel()
 			a, b, c := newInstance(t), newInstance(t), newInstance(t)
-			ep := build(t, poolYAML(urlsOf(a, b, c), "    balance: "+balance), nil)
+			ep := build(t, poolYAML(urlsOf(a, b, c), "    balance: "+tc.balance+"\n    client: "+tc.client), nil)
 			for range 300 {
 				if r := fetchOnce(t, ep); r.Err != nil {
 					t.Fatal(r.Err)
 				}
 			}
 			for i, s := range []*instanceStub{a, b, c} {
+				if s.conns() > 1 {
+					t.Errorf("instance %d: %d connections for sequential calls: its pool does not reuse them", i, s.conns())
+				}
 				if n := s.hits.Load(); n < 60 {
 					t.Errorf("instance %d got %d of 300 calls, want at least 60", i, n)
 				}
