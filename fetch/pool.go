@@ -298,6 +298,10 @@ func (u *Upstream) eject(in *instance) {
 	if in.ejectedUntil.Load() != 0 {
 		return // out already (a try sent before the ejection ended late)
 	}
+	// One decision at a time, so that two instances failing at once
+	// cannot both see room under max_ejected_percent.
+	u.ejectMu.Lock()
+	defer u.ejectMu.Unlock()
 	out := 0
 	for _, other := range u.instances {
 		if other.ejectedUntil.Load() != 0 {

@@ -329,9 +329,13 @@ func TestOutlierMaxEjectedPercent(t *testing.T) {
 				stubs = append(stubs, s)
 			}
 			eps, ups := endpoints(t, poolYAML(urlsOf(stubs...), fmt.Sprintf("    outlier: {consecutive_failures: 1, eject_for: 1m, max_ejected_percent: %d}", tc.percent)), nil)
+			// Calls in parallel: instances failing at the same moment must
+			// not both find room under the cap.
+			var wg sync.WaitGroup
 			for range 30 {
-				fetchOnce(t, eps[0])
+				wg.Go(func() { fetchOnce(t, eps[0]) })
 			}
+			wg.Wait()
 			out := 0
 			for _, st := range ups["u"].Instances() {
 				if !st.InRotation {

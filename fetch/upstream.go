@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,7 @@ type Upstream struct {
 	single     bool
 	maxEjected int           // instances passive ejection may take out at once
 	rr         atomic.Uint64 // round_robin's position
+	ejectMu    sync.Mutex    // serialises ejection decisions
 	hooks      PoolHooks
 	prev       *Upstream // during construction only (WithPrevious)
 	checks     *healthChecker
