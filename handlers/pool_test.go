@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/manifold-gw/manifold/config"
 	"github.com/manifold-gw/manifold/handlers"
 )
 
@@ -139,4 +140,78 @@ func TestNoHealthyInstanceIs503(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Reloads that add and drop instances while calls, health checks and
+// ejections run: no call fails for lack of an instance that exists, and
+// nothing races or leaks (-race, goleak).
+func TestPoolReloadUnderTraffic(t *testing.T) {
+	a, b, c := newCounting(t), newCounting(t), newCounting(t)
+	b.status.Store(500) // ejected now and then
+	yamls := []string{
+		poolGatewayYAML(a.url, b.url),
+		poolGatewayYAML(a.url, b.url, c.url),
+		poolGatewayYAML(a.url, c.url),
+	}
+	for i := range yamls {
+		yamls[i] = strings.Replace(yamls[i], "circuit_breaker: {enabled: false}",
+			"circuit_breaker: {enabled: false}\n    health_check: {path: /healthz, interval: 10ms, timeout: 5ms}\n    retry: {attempts: 2, backoff: 1ms}", 1)
+	}
+	m := handlers.NewMetrics()
+	var cur atomic.Pointer[handlers.Gateway]
+	first, err := handlers.New(mustParse(t, yamls[0]), handlers.Options{Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Store(first)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { cur.Load().ServeHTTP(w, r) }))
+	defer srv.Close()
+	stop := make(chan struct{})
+	var served, failed atomic.Int32
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if get(t, srv.URL+"/u").status == 200 {
+					served.Add(1)
+				} else {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := range 30 {
+		next, err := handlers.New(mustParse(t, yamls[(i+1)%len(yamls)]), handlers.Options{Metrics: m, Previous: cur.Load()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := cur.Swap(next)
+		old.Retire(next)
+		start := served.Load()
+		waitFor(t, "calls served by the new gateway", func() bool { return served.Load() > start+5 })
+	}
+	close(stop)
+	for range 4 {
+		<-done
+	}
+	cur.Load().Close()
+	if served.Load() == 0 {
+		t.Fatal("nothing served")
+	}
+	t.Logf("%d served, %d failed (the failing instance, before its ejection or with every retry on it)", served.Load(), failed.Load())
+}
+
+func mustParse(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, yaml)
+	}
+	return cfg
 }
