@@ -699,6 +699,7 @@ func (e *envOverrides) value(t reflect.Type, name, path string, parent map[strin
 func applyListDefaults(settings map[string]any) {
 	// Blocks whose presence turns a feature on get their defaults only
 	// when present.
+	applyRedisDefaults(settings)
 	if srv, ok := settings["server"].(map[string]any); ok {
 		if cors, ok := srv["cors"].(map[string]any); ok {
 			setIfAbsent(cors, "allow_origins", []any{})
@@ -747,6 +748,8 @@ func applyListDefaults(settings map[string]any) {
 			setIfAbsent(rl, "burst", 20)
 			setIfAbsent(rl, "per", "global")
 			setIfAbsent(rl, "client_key", "ip")
+			setIfAbsent(rl, "store", StoreLocal)
+			setIfAbsent(rl, "on_error", OnErrorAllow)
 		}
 		bes, _ := epm["backends"].([]any)
 		for _, be := range bes {

@@ -271,7 +271,7 @@ endpoints:
 	if ep.RateLimit == nil {
 		t.Fatal("rate_limit lost")
 	}
-	if *ep.RateLimit != (config.RateLimit{RPS: 2.5, Burst: 3, Per: "global", ClientKey: "ip"}) {
+	if *ep.RateLimit != (config.RateLimit{RPS: 2.5, Burst: 3, Per: "global", ClientKey: "ip", Store: "local", OnError: "allow"}) {
 		t.Errorf("rate_limit = %+v, want per global, client_key ip by default", *ep.RateLimit)
 	}
 	be := ep.Backends[0]
@@ -384,7 +384,7 @@ endpoints:
 	if !slices.Equal(ep.ForwardHeaderKeys, []string{"Accept-Language", "X-Request-Thing"}) {
 		t.Errorf("ForwardHeaderKeys = %v", ep.ForwardHeaderKeys)
 	}
-	if *ep.RateLimit != (config.RateLimit{RPS: 0.5, Burst: 1, Per: "client", ClientKey: "header:x-api-key", KeyHeader: "X-Api-Key"}) {
+	if *ep.RateLimit != (config.RateLimit{RPS: 0.5, Burst: 1, Per: "client", ClientKey: "header:x-api-key", Store: "local", OnError: "allow", KeyHeader: "X-Api-Key"}) {
 		t.Errorf("rate_limit = %+v", *ep.RateLimit)
 	}
 	b0, b1, b2 := ep.Backends[0], ep.Backends[1], ep.Backends[2]
@@ -1226,7 +1226,7 @@ endpoints:
 			}},
 		{"block absent from the file", map[string]string{"MANIFOLD_ENDPOINTS_0_RATE_LIMIT_RPS": "5"},
 			func(c *config.Config) (any, any) {
-				return *c.Endpoints[0].RateLimit, config.RateLimit{RPS: 5, Burst: 20, Per: "global", ClientKey: "ip"}
+				return *c.Endpoints[0].RateLimit, config.RateLimit{RPS: 5, Burst: 20, Per: "global", ClientKey: "ip", Store: "local", OnError: "allow"}
 			}},
 		{"upstream key absent from the file", map[string]string{"MANIFOLD_UPSTREAMS_USER_SVC_TIMEOUT": "2s"},
 			func(c *config.Config) (any, any) { return c.Upstreams["user-svc"].Timeout, 2 * time.Second }},

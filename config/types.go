@@ -483,7 +483,8 @@ type RateLimit struct {
 	// budget shared by every replica on the same redis).
 	Store string `mapstructure:"store"`
 	// OnError decides requests while Redis cannot answer within its
-	// timeout: allow (default) or deny (429).
+	// timeout: allow (default) or deny (429). It applies to store: redis
+	// only; written on a local limit it is refused.
 	OnError string `mapstructure:"on_error"`
 
 	// KeyHeader is NAME of header:NAME, canonicalised; "" means by IP.

@@ -39,6 +39,7 @@ var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.Met
 func validate(cfg *Config, c *collector) {
 	validateServer(cfg, c)
 	validateEdge(cfg, c)
+	validateRedis(cfg, c)
 	names := make([]string, 0, len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
 		names = append(names, name)
@@ -492,6 +493,7 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 		default:
 			c.add(rp+".client_key", "%q: use ip, header:NAME (e.g. header:X-Api-Key) or claim:NAME (e.g. claim:sub)", rl.ClientKey)
 		}
+		validateRateLimitStore(cfg, rl, rp, c)
 	}
 	ep.Deep = false
 	switch ep.Merge {
