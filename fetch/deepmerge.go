@@ -1,9 +1,5 @@
 package fetch
 
-import (
-	"github.com/tidwall/gjson"
-)
-
 // deepValue is one value of a deep merge in progress. It stays the raw JSON
 // it arrived as until a second value lands on the same key; only then is an
 // object opened into entries, or an array into the list of arrays to join,
@@ -52,10 +48,7 @@ func MergeDeep(dst []byte, parts []Part) []byte {
 		case body[0] != '{':
 			top.add(mergeCollectionKey, `"`+mergeCollectionKey+`"`, body)
 		default:
-			gjson.Parse(body).ForEach(func(k, v gjson.Result) bool {
-				top.add(reshapeKey(k), k.Raw, v.Raw)
-				return true
-			})
+			eachMember(reshapeBytes(body), func(raw, key, value string) { top.add(key, raw, value) })
 		}
 	}
 	return top.appendTo(dst)
@@ -99,16 +92,10 @@ func (v *deepValue) merge(value string) {
 	case value[0] == '{' && v.isObject():
 		if v.obj == nil {
 			v.obj = &deepObject{}
-			gjson.Parse(v.raw).ForEach(func(k, x gjson.Result) bool {
-				v.obj.add(reshapeKey(k), k.Raw, x.Raw)
-				return true
-			})
+			eachMember(reshapeBytes(v.raw), func(raw, key, value string) { v.obj.add(key, raw, value) })
 			v.raw = ""
 		}
-		gjson.Parse(value).ForEach(func(k, x gjson.Result) bool {
-			v.obj.add(reshapeKey(k), k.Raw, x.Raw)
-			return true
-		})
+		eachMember(reshapeBytes(value), func(raw, key, v2 string) { v.obj.add(key, raw, v2) })
 	case value[0] == '[' && v.isArray():
 		if v.arrays == nil {
 			v.arrays = []string{v.raw}

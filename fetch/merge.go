@@ -2,8 +2,7 @@ package fetch
 
 import (
 	"slices"
-
-	"github.com/tidwall/gjson"
+	"unsafe"
 )
 
 // Part is one backend's successful, already reshaped answer, handed to Merge
@@ -85,9 +84,8 @@ func Merge(dst []byte, parts []Part) []byte {
 		case body[0] != '{':
 			entries = mergeAdd(entries, &index, mergeCollectionKey, `"`+mergeCollectionKey+`"`, body)
 		default:
-			gjson.Parse(body).ForEach(func(k, v gjson.Result) bool {
-				entries = mergeAdd(entries, &index, reshapeKey(k), k.Raw, v.Raw)
-				return true
+			eachMember(reshapeBytes(body), func(rawKey, key, value string) {
+				entries = mergeAdd(entries, &index, key, rawKey, value)
 			})
 		}
 	}
@@ -166,3 +164,6 @@ func mergeTrim(s string) string {
 func mergeSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
 }
+
+// reshapeBytes views s as bytes without copying; the caller only reads them.
+func reshapeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

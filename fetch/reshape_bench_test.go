@@ -140,3 +140,16 @@ func benchmarkApply(b *testing.B, plan *fetch.Plan, raw []byte) {
 		b.Fatalf("invalid output: %s", buf)
 	}
 }
+
+// BenchmarkMerge3Exact is BenchmarkMerge3 on the load benchmark's stub
+// bodies, which carry exact-text numbers (2^53+1 and a 34-digit decimal):
+// a merge that converted numbers while scanning paid for them here.
+func BenchmarkMerge3Exact(b *testing.B) {
+	var parts []fetch.Part
+	for _, p := range []string{"a", "b", "c"} {
+		parts = append(parts, fetch.Part{Body: []byte(`{"` + p + `_id":"` + p + `-1029384756","` + p + `_name":"Benchmark object","` + p +
+			`_items":[{"id":1,"price":10.00,"tags":["x","y"]},{"id":2,"price":13.11,"tags":["x"]}],"` + p +
+			`_total":9007199254740993,"` + p + `_ratio":0.1000000000000000055511151231257827,"` + p + `_active":true}`)})
+	}
+	benchmarkMerge(b, parts)
+}
