@@ -22,7 +22,7 @@ func compileGraph(ep *Endpoint, p string, c *collector) {
 	byName := map[string]int{}
 	ambiguous := map[string][]int{}
 	for j, be := range ep.Backends {
-		if be == nil {
+		if be == nil || be.Shadow { // nothing can read a shadow's answer (shadow.go)
 			continue
 		}
 		bp := fmt.Sprintf("%s.backends[%d]", p, j)
@@ -61,6 +61,10 @@ func compileGraph(ep *Endpoint, p string, c *collector) {
 			return 0, false
 		}
 		j, ok := byName[name]
+		if k, shadow := shadowNamed(ep, name); !ok && shadow {
+			c.add(yp, "%s names %q, backends[%d], a shadow backend: its answer is discarded, so no backend can read it or wait for it", what, name, k)
+			return 0, false
+		}
 		if !ok {
 			c.add(yp, "%s names %q, which is not a backend of this endpoint (known: %s)", what, name, knownNames(ep))
 			return 0, false
@@ -70,7 +74,7 @@ func compileGraph(ep *Endpoint, p string, c *collector) {
 
 	graph := false
 	for j, be := range ep.Backends {
-		if be == nil {
+		if be == nil || be.Shadow { // independent: its keys were checked by validateShadowBackends
 			continue
 		}
 		bp := fmt.Sprintf("%s.backends[%d]", p, j)
@@ -144,7 +148,7 @@ func compileGraph(ep *Endpoint, p string, c *collector) {
 func knownNames(ep *Endpoint) string {
 	var names []string
 	for _, be := range ep.Backends {
-		if be != nil && !slices.Contains(names, be.ID) {
+		if be != nil && !be.Shadow && !slices.Contains(names, be.ID) {
 			names = append(names, be.ID)
 		}
 	}

@@ -529,6 +529,8 @@ var topDefaults = map[string]any{
 	"server.compression.enabled":   true,
 	"server.compression.min_bytes": 1024,
 	"server.cache_bytes":           67108864,
+	"server.shadow.workers":        8,
+	"server.shadow.queue":          1024,
 }
 
 var upstreamDefaults = map[string]any{

@@ -229,6 +229,7 @@ endpoints:
 		MaxBodyBytes:      1048576,
 		Compression:       config.Compression{Enabled: true, MinBytes: 1024},
 		CacheBytes:        64 << 20,
+		Shadow:            config.Shadow{Workers: 8, Queue: 1024},
 	}
 	gotServer := cfg.Server
 	if len(gotServer.TrustedProxies) != 0 || len(gotServer.TrustedPrefixes) != 0 {

@@ -40,6 +40,7 @@ func validate(cfg *Config, c *collector) {
 	validateServer(cfg, c)
 	validateEdge(cfg, c)
 	validateRedis(cfg, c)
+	validateShadowPool(cfg, c)
 	names := make([]string, 0, len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
 		names = append(names, name)
@@ -516,7 +517,7 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 		}
 		be.Index = j
 		validateBackend(cfg, ep, be, bp, c)
-		if be.Group != "" {
+		if be.Group != "" && !be.Shadow { // a shadow's group places nothing
 			if k, dup := groups[be.Group]; dup {
 				c.add(bp+".group", "group %q is already used by backends[%d]; each backend of an endpoint needs its own group", be.Group, k)
 			}
@@ -532,8 +533,11 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 		if labels[be.Label] {
 			be.Label = fmt.Sprintf("%s#%d", be.Label, j)
 		}
-		labels[be.Label] = true
+		if !be.Shadow { // never renames a real backend in error bodies
+			labels[be.Label] = true
+		}
 	}
+	validateShadowBackends(ep, p, c)
 	compileGraph(ep, p, c)
 }
 
