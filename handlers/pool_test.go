@@ -215,3 +215,59 @@ func mustParse(t *testing.T, yaml string) *config.Config {
 	}
 	return cfg
 }
+
+// The hedge and coalescing counters reach /metrics with their labels.
+func TestPoolCountersExported(t *testing.T) {
+	release := make(chan struct{})
+	var arrivals atomic.Int32
+	var once atomic.Bool
+	slow := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/held" {
+			arrivals.Add(1)
+			<-release // calls that coalesce wait on this one
+		} else if once.CompareAndSwap(false, true) {
+			<-r.Context().Done() // the first hedged try hangs until it loses
+		}
+		fmt.Fprint(w, `{}`)
+	})
+	fast := upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{}`) })
+	m := handlers.NewMetrics()
+	base, _ := gatewayWith(t, fmt.Sprintf(`
+upstreams:
+  pool:
+    urls: ["%s", "%s"]
+    balance: round_robin
+  shared: {url: "%s", coalesce: true, timeout: 5s}
+endpoints:
+  - path: /h
+    backends: [{upstream: pool, path: /h, hedge: {after: 10ms, max_percent: 100}}]
+  - path: /c
+    timeout: 5s
+    backends: [{upstream: shared, path: /held}]
+`, slow, fast, slow), nil, handlers.Options{Metrics: m})
+	// The budget starts empty: ordinary calls fill it first.
+	for range 3 {
+		get(t, base+"/h")
+	}
+	hedges := scrape(t, m, "manifold_backend_hedges_total")
+	if !hasLine(hedges, `manifold_backend_hedges_total{result="won",upstream="pool"} 1`) ||
+		!hasLine(hedges, `manifold_backend_hedges_total{result="lost",upstream="pool"} 0`) {
+		t.Errorf("hedges:\n%s", strings.Join(hedges, "\n"))
+	}
+	done := make(chan int, 3)
+	for range 3 {
+		go func() { done <- get(t, base+"/c").status }()
+	}
+	waitFor(t, "the shared call", func() bool { return arrivals.Load() >= 1 })
+	close(release)
+	for range 3 {
+		if s := <-done; s != 200 {
+			t.Errorf("/c: %d", s)
+		}
+	}
+	// Every call that did not reach the upstream joined another.
+	want := fmt.Sprintf(`manifold_backend_coalesced_total{upstream="shared"} %d`, 3-arrivals.Load())
+	if lines := scrape(t, m, "manifold_backend_coalesced_total"); !hasLine(lines, want) {
+		t.Errorf("want %s, got:\n%s", want, strings.Join(lines, "\n"))
+	}
+}
