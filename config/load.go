@@ -531,6 +531,9 @@ var topDefaults = map[string]any{
 	"server.cache_bytes":           67108864,
 	"server.shadow.workers":        8,
 	"server.shadow.queue":          1024,
+	"tracing.otlp_endpoint":        "",
+	"tracing.sample_ratio":         0.1,
+	"tracing.service_name":         "manifold",
 }
 
 var upstreamDefaults = map[string]any{

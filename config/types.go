@@ -140,7 +140,9 @@ type Redis struct {
 // Tracing configures OpenTelemetry tracing.
 type Tracing struct {
 	// OTLPEndpoint is the OTLP/HTTP collector's base URL, e.g.
-	// http://otel-collector:4318 (default "": tracing off, and free).
+	// http://otel-collector:4318; spans are posted to /v1/traces under it
+	// (default "": tracing off, and free). The tracing keys apply at the
+	// next restart, not on reload.
 	OTLPEndpoint string `mapstructure:"otlp_endpoint"`
 	// SampleRatio is the share of new traces sampled (default 0.1); an
 	// incoming traceparent's sampled flag is honoured (parent-based).

@@ -41,6 +41,7 @@ func validate(cfg *Config, c *collector) {
 	validateEdge(cfg, c)
 	validateRedis(cfg, c)
 	validateShadowPool(cfg, c)
+	validateTracing(cfg, c)
 	names := make([]string, 0, len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
 		names = append(names, name)
