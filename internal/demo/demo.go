@@ -14,6 +14,17 @@
 // Every path also honours the fault-injection query knobs ?delay=, ?fail= and
 // ?status= (see knobs.go) so that timeouts, retries, circuit breakers and
 // partial responses can be demonstrated against it.
+//
+// One upstream pool is played by the Host of the call (see instance.go):
+// the shipped config lists http://127.0.0.1:PORT/__demo,
+// http://127.0.0.2:PORT/__demo and http://127.0.0.3:PORT/__demo as three
+// instances of one upstream (Linux routes all of 127.0.0.0/8 to the
+// loopback interface), the gateway sends each instance's host:port as
+// Host, and the instance on 127.0.0.3 is the slow one: every 4th call it
+// receives (25 %) waits 50, 60, 70 or 80 ms in turn before it is served,
+// a deterministic tail for hedging to cut. The wait ends early when the
+// caller leaves, as a hedge's losing try does. Calls to other hosts are
+// never delayed.
 package demo
 
 import (
@@ -59,8 +70,16 @@ var echoHeaders = []string{
 //
 // Anything else is a JSON 404, and errors are {"error":"..."}.
 //
-// Each call builds a fresh, stateless handler; it is safe for concurrent use.
-func Handler() http.Handler {
+// Calls whose Host is SlowHost (127.0.0.3, any port) play a slow instance
+// of an upstream pool: every 4th of them waits 50, 60, 70 or 80 ms (in
+// turn) before it is served. Other hosts never wait.
+//
+// Each call builds a fresh handler, with its own count of calls to
+// SlowHost; it is safe for concurrent use.
+func Handler() http.Handler { return handler(slowInstance()) }
+
+// handler is Handler with the per-instance delay injected, for tests.
+func handler(delay delayFunc) http.Handler {
 	mux := http.NewServeMux()
 	route(mux, "/users/{id}", getUser, http.MethodGet)
 	route(mux, "/users/{id}/orders", getUserOrders, http.MethodGet)
@@ -74,7 +93,7 @@ func Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
-	return withKnobs(mux)
+	return withInstanceDelay(withKnobs(mux), delay)
 }
 
 // route registers h for path under each method, plus a method-less fallback
