@@ -5,6 +5,7 @@
 #   bench/run.sh --peer krakend           # and KrakenD CE, measured in the same run (~7 min)
 #   bench/run.sh --peer nginx -only S1,S5 # nginx: the passthrough floor (S5 only)
 #   bench/run.sh --peer NAME --peer-cmd 'CMD {addr} {stub}' [--peer-scenarios S2,S4]
+#   bench/run.sh -only pools -name results-pools  # upstream pools: hedging, coalescing (~3 min)
 # With a peer, each repetition runs Manifold, then the peer, on the same core;
 # the report gives CPU per request as a multiple of the run's S1 floor and
 # peer ÷ Manifold. KrakenD comes from ../shared/peers (--peer-dir).

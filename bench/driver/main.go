@@ -11,7 +11,13 @@
 // peer, ...), so that both see the same conditions; the report then gives
 // each scenario's CPU per request as a multiple of the run's S1 floor and
 // the peer÷Manifold ratios. Those files are named results-PEER.json,
-// results-PEER.md and chart-PEER.svg.
+// results-PEER.md and chart-PEER.svg (or -name's).
+//
+// The pool scenarios (-only pools: P1–P4, C1, C2; see pools.go) run on a
+// second Manifold process with bench/pools.yaml: hedging off and on against
+// three instances of which one is slow on 10 % of its calls, measured at a
+// fixed request rate, and coalescing on and off under 64 identical
+// requests at once, with the upstream calls counted at the stub.
 //
 // Run it through bench/run.sh, which installs wrk and time when missing.
 // Everything runs on 127.0.0.1; every process it starts is stopped by PID,
@@ -47,6 +53,13 @@ type scenario struct {
 	Path        string
 	Connections int
 	Floor       string `json:",omitempty"` // the stub-alone scenario this one is read against
+	// Rate, when set, drives the scenario with the paced generator at this
+	// many requests per second instead of wrk (latency, not saturation).
+	Rate int `json:",omitempty"`
+	// Group: selected scenarios next to each other with the same group
+	// have their repetitions interleaved (P1, P2, P1, P2, ...), so that the
+	// two sides of a comparison see the same conditions.
+	Group string `json:",omitempty"`
 }
 
 var scenarios = []scenario{
@@ -56,16 +69,27 @@ var scenarios = []scenario{
 	{ID: "S3", Name: "/agg, 20ms backends, 16 conns", Target: "gateway", Path: "/agg-slow", Connections: 16, Floor: "S3f"},
 	{ID: "S4", Name: "/single: 1 backend", Target: "gateway", Path: "/single", Connections: 64, Floor: "S1"},
 	{ID: "S5", Name: "/raw: passthrough", Target: "gateway", Path: "/raw", Connections: 64, Floor: "S1"},
+	// The pool scenarios (pools.go): not in the default selection; -only pools.
+	{ID: "P1", Name: "/pool-agg: 3 backends merged, 3 instances, hedging off, 1000 rps", Target: "pools", Path: "/pool-agg", Rate: 1000, Group: "hedge"},
+	{ID: "P2", Name: "/pool-agg-hedged: the same, hedge after 10ms, max 5 %", Target: "pools", Path: "/pool-agg-hedged", Rate: 1000, Group: "hedge"},
+	{ID: "P3", Name: "/pool-rr-agg: P1 with balance: round_robin", Target: "pools", Path: "/pool-rr-agg", Rate: 1000, Group: "hedge-rr"},
+	{ID: "P4", Name: "/pool-rr-agg-hedged: P2 with balance: round_robin", Target: "pools", Path: "/pool-rr-agg-hedged", Rate: 1000, Group: "hedge-rr"},
+	{ID: "C1", Name: "/coal: 64 conns, one URL, 20ms backend, coalesce on", Target: "pools", Path: "/coal", Connections: 64, Group: "coalesce"},
+	{ID: "C2", Name: "/nocoal: the same, coalesce off", Target: "pools", Path: "/nocoal", Connections: 64, Group: "coalesce"},
 }
 
 // run is one repetition's measurements.
 type run struct {
-	RPS          float64 `json:"rps"`
-	Requests     int     `json:"requests"`
-	Errors       int     `json:"errors"`
-	P50Millis    float64 `json:"p50_ms"`
-	P90Millis    float64 `json:"p90_ms"`
-	P99Millis    float64 `json:"p99_ms"`
+	RPS       float64 `json:"rps"`
+	Requests  int     `json:"requests"`
+	Errors    int     `json:"errors"`
+	P50Millis float64 `json:"p50_ms"`
+	P90Millis float64 `json:"p90_ms"`
+	P99Millis float64 `json:"p99_ms"`
+	// Paced runs only (wrk does not give them): the 99.9th percentile and
+	// the slowest request.
+	P999Millis   float64 `json:"p999_ms,omitempty"`
+	MaxMillis    float64 `json:"max_ms,omitempty"`
 	CPUMicros    float64 `json:"cpu_us_per_req"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
 	// IdleCPUMillis is the CPU the other gateway(s), idle on the same core,
@@ -74,6 +98,14 @@ type run struct {
 	// Load1 is the machine's 1-minute load average at the end of the run:
 	// other work on the machine shows here (rps and latency feel it first).
 	Load1 float64 `json:"load1_after"`
+	// Pool scenarios only: the calls the stub served during the run, and
+	// the gateway's hedges (of which won) and coalesced (joined) calls.
+	UpstreamCalls int `json:"upstream_calls,omitempty"`
+	Hedges        int `json:"hedges,omitempty"`
+	HedgesWon     int `json:"hedges_won,omitempty"`
+	Coalesced     int `json:"coalesced,omitempty"`
+	// InstanceCalls splits UpstreamCalls by stub listener (not summarised).
+	InstanceCalls map[string]int `json:"instance_calls,omitempty"`
 }
 
 type result struct {
@@ -104,7 +136,13 @@ func main() {
 	peerCmd := flag.String("peer-cmd", "", "shell command starting another gateway on {addr} (host:port; {port} alone) that proxies to the stub at {stub}; it must serve the paths of -peer-scenarios")
 	peerScen := flag.String("peer-scenarios", "S2,S3,S4,S5", "with -peer-cmd: the scenarios the peer serves")
 	peerDir := flag.String("peer-dir", "../shared/peers", "where the krakend binary (.xz), krakend.json and nginx.conf are")
+	name := flag.String("name", "", "base name of the result files (default results, or results-PEER with a peer)")
+	pace := flag.String("pace", "", "internal: be the paced load generator, URL,RATE,DURATION (the driver runs itself so, pinned to core 1)")
 	flag.Parse()
+	if *pace != "" {
+		paceMain(*pace)
+		return
+	}
 	if *reps < 1 || *dur < time.Second {
 		log.Fatal("need -reps >= 1 and -duration >= 1s")
 	}
@@ -119,7 +157,8 @@ func main() {
 	must(err)
 	cleanups = append(cleanups, func() { os.RemoveAll(tmp) })
 	defer cleanup()
-	for _, a := range []string{stubAddr, gatewayAddr, peerAddr} {
+	withPools := slices.ContainsFunc(selected, func(s scenario) bool { return s.Target == "pools" })
+	for _, a := range append(slices.Clone(stubAddrs), gatewayAddr, peerAddr, poolsAddr, poolsAdminAddr) {
 		portFree(a)
 	}
 
@@ -138,8 +177,10 @@ func main() {
 	}
 	watchdog(bound(selected, gws, *reps, *dur, *warm))
 
-	stub := start(root, "stub", "1", stubBin, "-addr", stubAddr)
-	waitUp(stub, "http://"+stubAddr+"/a")
+	stub := start(root, "stub", "1", stubBin, "-addr", strings.Join(stubAddrs, ","), "-slow", poolSlow, "-slow-every", "10", "-slow-by", "50ms")
+	for _, a := range stubAddrs {
+		waitUp(stub, "http://"+a+"/__count")
+	}
 	procsOf := map[string]*proc{}
 	for _, g := range gws {
 		p := g.run()
@@ -150,48 +191,89 @@ func main() {
 		}
 		log.Printf("%s (%s) answers verified for %s; pid %d on core 0", g.Name, g.Version, strings.Join(g.Scenarios, ","), p.pid())
 	}
+	var pools *gateway
+	if withPools {
+		pools = &gateway{Name: "manifold", Version: gws[0].Version, Command: "manifold run -c bench/pools.yaml", addr: poolsAddr,
+			health: "/__health", run: func() *proc { return start(root, "manifold-pools", "0", gwBin, "run", "-c", "bench/pools.yaml") }}
+		for _, sc := range selected {
+			if sc.Target == "pools" {
+				pools.Scenarios = append(pools.Scenarios, sc.ID)
+			}
+		}
+		p := pools.run()
+		procsOf["manifold-pools"] = p
+		waitUp(p, "http://"+poolsAddr+pools.health)
+		waitUp(p, "http://"+poolsAdminAddr+"/metrics")
+		if err := checkPools(selected); err != nil {
+			fatalf("manifold (bench/pools.yaml) gives wrong answers: %v", err)
+		}
+		log.Printf("manifold with bench/pools.yaml answers verified for %s; pid %d on core 0", strings.Join(pools.Scenarios, ","), p.pid())
+	}
 	log.Printf("stub pid %d on core 1 (with wrk)", stub.pid())
 	loadBefore := loadavg()
 	log.Printf("load average before: %s", loadBefore)
 
 	var results []result
-	for _, sc := range selected {
+	for _, batch := range batches(selected) {
 		type target struct {
+			sc   scenario
 			name string
 			p    *proc
 			url  string
 			res  *result
 		}
 		var ts []*target
-		if sc.Target == "stub" {
-			ts = append(ts, &target{"stub", stub, "http://" + stubAddr + sc.Path, &result{Scenario: sc, Gateway: "stub"}})
-		} else {
-			for _, g := range gws {
-				if g.supports(sc.ID) {
-					ts = append(ts, &target{g.Name, procsOf[g.Name], "http://" + g.addr + sc.Path, &result{Scenario: sc, Gateway: g.Name}})
+		for _, sc := range batch {
+			switch sc.Target {
+			case "stub":
+				ts = append(ts, &target{sc, "stub", stub, "http://" + stubAddr + sc.Path, &result{Scenario: sc, Gateway: "stub"}})
+			case "pools":
+				ts = append(ts, &target{sc, "manifold", procsOf["manifold-pools"], "http://" + poolsAddr + sc.Path, &result{Scenario: sc, Gateway: "manifold"}})
+			default:
+				for _, g := range gws {
+					if g.supports(sc.ID) {
+						ts = append(ts, &target{sc, g.Name, procsOf[g.Name], "http://" + g.addr + sc.Path, &result{Scenario: sc, Gateway: g.Name}})
+					}
 				}
 			}
 		}
+		load := func(t *target, d time.Duration) (run, error) {
+			if t.sc.Rate > 0 {
+				return paced(t.url, t.sc.Rate, d)
+			}
+			return wrk(t.url, t.sc.Connections, d)
+		}
 		for _, t := range ts {
-			if _, err := wrk(t.url, sc.Connections, *warm); err != nil {
-				fatalf("%s %s warm-up: %v", sc.ID, t.name, err)
+			if _, err := load(t, *warm); err != nil {
+				fatalf("%s %s warm-up: %v", t.sc.ID, t.name, err)
 			}
 		}
 		for i := range *reps {
-			for _, t := range ts { // interleaved: Manifold, peer, Manifold, peer, ...
+			// Interleaved: Manifold, peer, Manifold, peer, ...; or within a
+			// group, P1, P2, P1, P2, ...
+			for _, t := range ts {
+				sc := t.sc
 				var idle []*proc
-				for _, g := range gws {
-					if p := procsOf[g.Name]; p != t.p {
+				for _, p := range procsOf {
+					if p != t.p {
 						idle = append(idle, p)
 					}
 				}
+				var c0 counters
+				if sc.Target == "pools" {
+					c0 = readCounters()
+				}
 				t.p.resetPeakRSS()
 				cpu0, idle0 := t.p.cpuTicks(), ticks(idle)
-				r, err := wrk(t.url, sc.Connections, *dur)
+				r, err := load(t, *dur)
 				if err != nil {
 					fatalf("%s %s run %d: %v", sc.ID, t.name, i+1, err)
 				}
 				cpu := t.p.cpuTicks() - cpu0
+				if sc.Target == "pools" {
+					c := readCounters().minus(c0)
+					r.UpstreamCalls, r.Hedges, r.HedgesWon, r.Coalesced, r.InstanceCalls = c.calls, c.hedges, c.hedgesWon, c.coalesced, c.per
+				}
 				r.IdleCPUMillis = float64(ticks(idle)-idle0) * 1000 / clockTicks
 				if r.Requests > 0 {
 					r.CPUMicros = float64(cpu) * (1e6 / clockTicks) / float64(r.Requests)
@@ -200,6 +282,10 @@ func main() {
 				r.Load1, _ = strconv.ParseFloat(strings.Fields(loadavg() + " 0")[0], 64)
 				log.Printf("%s %s run %d: %.0f rps, p50 %.2fms p99 %.2fms, %.1f µs CPU/req, errors %d, peak RSS %.1f MB, idle gateways %.0f ms CPU, load %.2f",
 					sc.ID, t.name, i+1, r.RPS, r.P50Millis, r.P99Millis, r.CPUMicros, r.Errors, float64(r.PeakRSSBytes)/1e6, r.IdleCPUMillis, r.Load1)
+				if sc.Target == "pools" {
+					log.Printf("%s %s run %d: %d requests, %d upstream calls %v, %d hedges (%d won), %d coalesced",
+						sc.ID, t.name, i+1, r.Requests, r.UpstreamCalls, r.InstanceCalls, r.Hedges, r.HedgesWon, r.Coalesced)
+				}
 				t.res.Runs = append(t.res.Runs, r)
 			}
 		}
@@ -214,12 +300,15 @@ func main() {
 	rep := report{
 		Date: time.Now().UTC().Format(time.RFC3339), Duration: dur.String(), Reps: *reps,
 		Machine: machine(), Commit: commit(root), Command: "bench/run.sh " + strings.Join(os.Args[1:], " "),
-		LoadBefore: loadBefore, LoadAfter: loadAfter, Gateways: gws, Results: results,
+		LoadBefore: loadBefore, LoadAfter: loadAfter, Gateways: gws, Pools: pools, Results: results,
 	}
 	rep.Ratios = ratios(results, gws)
 	base, chartName := "results", "chart"
 	if len(gws) > 1 {
 		base, chartName = base+"-"+gws[1].Name, chartName+"-"+gws[1].Name
+	}
+	if *name != "" {
+		base, chartName = *name, "chart"+strings.TrimPrefix(*name, "results")
 	}
 	js, _ := json.MarshalIndent(rep, "", "  ")
 	must(os.WriteFile(filepath.Join(*outDir, base+".json"), append(js, '\n'), 0o644))
@@ -230,16 +319,18 @@ func main() {
 	log.Printf("wrote %s.json, %s.md and %s.svg in %s", base, base, chartName, *outDir)
 }
 
+// selectScenarios picks -only's scenarios in table order: by default
+// S1–S5, "pools" standing for P1–P4, C1 and C2.
 func selectScenarios(only string) []scenario {
 	var sel []scenario
 	want := strings.Split(only, ",")
 	for _, sc := range scenarios {
-		if only == "" || slices.Contains(want, sc.ID) {
+		if (only == "" && sc.Target != "pools") || slices.Contains(want, sc.ID) || (sc.Target == "pools" && slices.Contains(want, "pools")) {
 			sel = append(sel, sc)
 		}
 	}
 	for _, id := range want {
-		if only != "" && !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.ID == id }) {
+		if only != "" && id != "pools" && !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.ID == id }) {
 			log.Fatalf("-only: no scenario %q", id)
 		}
 	}
@@ -249,12 +340,26 @@ func selectScenarios(only string) []scenario {
 	return sel
 }
 
+// batches splits the selected scenarios into runs of one scenario, or of
+// neighbours sharing a Group, whose repetitions are interleaved.
+func batches(sel []scenario) [][]scenario {
+	var out [][]scenario
+	for _, sc := range sel {
+		if n := len(out); n > 0 && sc.Group != "" && out[n-1][0].Group == sc.Group {
+			out[n-1] = append(out[n-1], sc)
+			continue
+		}
+		out = append(out, []scenario{sc})
+	}
+	return out
+}
+
 // bound is how long the whole run may take: twice the measuring time, plus
 // ten minutes for the builds and start-ups.
 func bound(sel []scenario, gws []*gateway, reps int, dur, warm time.Duration) time.Duration {
 	var d time.Duration
 	for _, sc := range sel {
-		n := 1
+		n := 1 // the stub, or the pool gateway
 		if sc.Target == "gateway" {
 			n = 0
 			for _, g := range gws {
@@ -498,10 +603,16 @@ func summarise(runs []run) (med, lo, hi run) {
 	set(func(r run) float64 { return r.P50Millis }, func(r *run, v float64) { r.P50Millis = v })
 	set(func(r run) float64 { return r.P90Millis }, func(r *run, v float64) { r.P90Millis = v })
 	set(func(r run) float64 { return r.P99Millis }, func(r *run, v float64) { r.P99Millis = v })
+	set(func(r run) float64 { return r.P999Millis }, func(r *run, v float64) { r.P999Millis = v })
+	set(func(r run) float64 { return r.MaxMillis }, func(r *run, v float64) { r.MaxMillis = v })
 	set(func(r run) float64 { return r.CPUMicros }, func(r *run, v float64) { r.CPUMicros = v })
 	set(func(r run) float64 { return float64(r.PeakRSSBytes) }, func(r *run, v float64) { r.PeakRSSBytes = int64(v) })
 	set(func(r run) float64 { return r.IdleCPUMillis }, func(r *run, v float64) { r.IdleCPUMillis = v })
 	set(func(r run) float64 { return r.Load1 }, func(r *run, v float64) { r.Load1 = v })
+	set(func(r run) float64 { return float64(r.UpstreamCalls) }, func(r *run, v float64) { r.UpstreamCalls = int(v) })
+	set(func(r run) float64 { return float64(r.Hedges) }, func(r *run, v float64) { r.Hedges = int(v) })
+	set(func(r run) float64 { return float64(r.HedgesWon) }, func(r *run, v float64) { r.HedgesWon = int(v) })
+	set(func(r run) float64 { return float64(r.Coalesced) }, func(r *run, v float64) { r.Coalesced = int(v) })
 	return med, lo, hi
 }
 

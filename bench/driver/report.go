@@ -17,8 +17,11 @@ type report struct {
 	Duration   string     `json:"duration"`
 	Reps       int        `json:"reps"`
 	Gateways   []*gateway `json:"gateways"` // Manifold first, then the peer if any
-	Results    []result   `json:"results"`
-	Ratios     []ratio    `json:"ratios"`
+	// Pools is the second Manifold process, with bench/pools.yaml, when
+	// pool scenarios ran (their results name it "manifold").
+	Pools   *gateway `json:"pools_gateway,omitempty"`
+	Results []result `json:"results"`
+	Ratios  []ratio  `json:"ratios"`
 }
 
 // span is a median with the min and max it was taken from.
@@ -53,6 +56,9 @@ type ratio struct {
 	PeerOverManifoldCPU *span `json:"peer_over_manifold_cpu,omitempty"`
 	PeerOverManifoldRPS *span `json:"peer_over_manifold_rps,omitempty"`
 	PeerOverManifoldP99 *span `json:"peer_over_manifold_p99,omitempty"`
+	// Manifold ÷ peer CPU per request: with an older Manifold as the peer,
+	// what the newer build costs relative to it.
+	ManifoldOverPeerCPU *span `json:"manifold_over_peer_cpu,omitempty"`
 	// S3 is latency-bound: its p50 and p99 ÷ those of its floor, S3f.
 	LatencyFloor      string `json:"latency_floor,omitempty"`
 	ManifoldP50xFloor *span  `json:"manifold_p50_x_floor,omitempty"`
@@ -123,12 +129,13 @@ func ratios(rs []result, gws []*gateway) []ratio {
 	}
 	for _, sc := range scenarios {
 		m := find(rs, sc.ID, "manifold")
-		if m == nil {
+		if m == nil || sc.Target == "pools" {
 			continue
 		}
 		p := find(rs, sc.ID, peer)
 		r := ratio{Scenario: sc.ID, ManifoldCPUxS1: scaled(m, cpu, unit), PeerCPUxS1: scaled(p, cpu, unit),
-			PeerOverManifoldCPU: paired(p, m, cpu), PeerOverManifoldRPS: paired(p, m, rps), PeerOverManifoldP99: paired(p, m, p99)}
+			PeerOverManifoldCPU: paired(p, m, cpu), PeerOverManifoldRPS: paired(p, m, rps), PeerOverManifoldP99: paired(p, m, p99),
+			ManifoldOverPeerCPU: paired(m, p, cpu)}
 		if sc.Floor != "S1" {
 			if f := find(rs, sc.Floor, "stub"); f != nil {
 				r.LatencyFloor = sc.Floor
@@ -201,6 +208,15 @@ func markdown(rep report) string {
 			}
 			b.WriteString("\n")
 		}
+		if peer != "" {
+			var parts []string
+			for _, r := range rep.Ratios {
+				if r.ManifoldOverPeerCPU != nil {
+					parts = append(parts, r.Scenario+" "+r.ManifoldOverPeerCPU.String())
+				}
+			}
+			fmt.Fprintf(&b, "\nThe other way round, Manifold ÷ %s, CPU/req: %s.\n", label(peer), strings.Join(parts, ", "))
+		}
 		for _, r := range rep.Ratios {
 			if r.LatencyFloor == "" {
 				continue
@@ -227,6 +243,7 @@ func markdown(rep report) string {
 			r.Scenario.ID, r.Scenario.Name, label(r.Gateway), m.RPS, l.RPS, h.RPS, m.P50Millis, m.P90Millis, m.P99Millis, l.P99Millis, h.P99Millis,
 			h.Errors, m.CPUMicros, l.CPUMicros, h.CPUMicros, x, float64(m.PeakRSSBytes)/1e6, m.IdleCPUMillis, l.Load1, h.Load1)
 	}
+	b.WriteString(poolsMarkdown(rep))
 	return b.String()
 }
 

@@ -3,6 +3,14 @@
 // precomputed so that it costs as little CPU as a server can. Every path
 // honours ?delay=DURATION.
 //
+// It can listen on several addresses at once (-addr a,b,c), so that one
+// process plays the instances of an upstream pool; with -slow ADDR, every
+// -slow-every-th call to /a, /b or /c on that listener answers -slow-by
+// later (deterministic, so a run's slow share is exact). GET /__count on
+// any listener answers the calls each listener has served so far, as a
+// JSON object keyed by listen address: the benchmark reads it before and
+// after a run to count the upstream calls the gateway made.
+//
 // The delay is slept with nanosleep(2) on the handler's thread, not with a
 // Go timer: Go's netpoller waits in whole milliseconds, so a 20ms timer
 // fires anywhere up to ~1ms late, which would add up to a millisecond of
@@ -11,11 +19,14 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
 	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -36,30 +47,70 @@ func body(prefix string) []byte {
 }
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9100", "listen address")
+	addrs := flag.String("addr", "127.0.0.1:9100", "listen address, or several separated by commas (one server each)")
+	slow := flag.String("slow", "", "one of -addr whose every -slow-every-th call answers -slow-by later")
+	slowEvery := flag.Int("slow-every", 10, "with -slow: which calls are late (every Nth on that listener)")
+	slowBy := flag.Duration("slow-by", 50*time.Millisecond, "with -slow: how much later they answer")
 	flag.Parse()
+	list := strings.Split(*addrs, ",")
+	if *slow != "" && !slices.Contains(list, *slow) {
+		log.Fatalf("-slow %s is not one of -addr %s", *slow, *addrs)
+	}
+	if *slowEvery < 1 {
+		log.Fatalf("-slow-every must be at least 1, got %d", *slowEvery)
+	}
 	bodies := map[string][]byte{"/a": body("a"), "/b": body("b"), "/c": body("c")}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, ok := bodies[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
+	counts := make([]atomic.Int64, len(list))
+	countsJSON := func() []byte {
+		m := make(map[string]int64, len(list))
+		for i, a := range list {
+			m[a] = counts[i].Load()
 		}
-		if d := r.URL.Query().Get("delay"); d != "" {
-			dur, err := time.ParseDuration(d)
-			if err != nil {
-				http.Error(w, "bad delay", http.StatusBadRequest)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	errs := make(chan error, len(list))
+	for i, addr := range list {
+		late := time.Duration(0)
+		if addr == *slow {
+			late = *slowBy
+		}
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/__count" {
+				w.Header()["Content-Type"] = []string{"application/json"}
+				_, _ = w.Write(countsJSON())
 				return
 			}
-			preciseSleep(dur)
-		}
-		hdr := w.Header()
-		hdr["Content-Type"] = []string{"application/json"}
-		_, _ = w.Write(b)
-	})
-	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	log.Printf("stub listening on %s (bodies: %d, %d, %d bytes)", *addr, len(bodies["/a"]), len(bodies["/b"]), len(bodies["/c"]))
-	log.Fatal(srv.ListenAndServe())
+			b, ok := bodies[r.URL.Path]
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			n := counts[i].Add(1)
+			var dur time.Duration
+			if d := r.URL.Query().Get("delay"); d != "" {
+				var err error
+				if dur, err = time.ParseDuration(d); err != nil {
+					http.Error(w, "bad delay", http.StatusBadRequest)
+					return
+				}
+			}
+			if late > 0 && n%int64(*slowEvery) == 0 {
+				dur += late
+			}
+			if dur > 0 {
+				preciseSleep(dur)
+			}
+			hdr := w.Header()
+			hdr["Content-Type"] = []string{"application/json"}
+			_, _ = w.Write(b)
+		})
+		srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		go func() { errs <- srv.ListenAndServe() }()
+	}
+	log.Printf("stub listening on %s (bodies: %d, %d, %d bytes; slow: %q, every %d calls by %s)",
+		*addrs, len(bodies["/a"]), len(bodies["/b"]), len(bodies["/c"]), *slow, *slowEvery, *slowBy)
+	log.Fatal(<-errs)
 }
 
 // preciseSleep blocks the calling thread for d with nanosleep(2), resuming
