@@ -64,12 +64,26 @@ type Endpoint struct {
 	Passthrough bool
 	// NeedsBody is true when some backend forwards the request body.
 	NeedsBody bool
+
+	// shadows are the shadow backends, sent through pool and never part
+	// of the results; nil when there are none (shadow.go).
+	shadows []*Backend
+	pool    *ShadowPool
+	// nodes: a graph endpoint with shadow backends runs over its backends
+	// in config order, nil where a shadow is; else nil.
+	nodes []*Backend
 }
+
+// EndpointOption adjusts an Endpoint at construction.
+type EndpointOption func(*Endpoint)
 
 // NewEndpoint compiles cfg against the upstream runtimes (by name). It fails
 // only on a configuration that Load would have refused.
-func NewEndpoint(cfg *config.Endpoint, upstreams map[string]*Upstream) (*Endpoint, error) {
+func NewEndpoint(cfg *config.Endpoint, upstreams map[string]*Upstream, opts ...EndpointOption) (*Endpoint, error) {
 	e := &Endpoint{Config: cfg}
+	for _, o := range opts {
+		o(e)
+	}
 	for _, bc := range cfg.Backends {
 		u := upstreams[bc.Upstream]
 		if u == nil {
@@ -103,6 +117,7 @@ func NewEndpoint(cfg *config.Endpoint, upstreams map[string]*Upstream) (*Endpoin
 		e.Passthrough = bc.Passthrough
 		e.Backends = append(e.Backends, b)
 	}
+	e.splitShadows()
 	return e, nil
 }
 
@@ -149,7 +164,12 @@ type Result struct {
 // context that ends at the endpoint's timeout or when ctx (the client's
 // request) ends, and returns one result per backend in config order. It
 // returns only when every call has finished, so nothing outlives it.
+// Shadow backends are not among them: their copies are queued first, to
+// the shadow pool, and never waited for.
 func (e *Endpoint) Fetch(ctx context.Context, in *Inbound) []Result {
+	if e.shadows != nil {
+		e.sendShadows(in)
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.Config.Timeout)
 	defer cancel()
 	if e.Config.Graph {

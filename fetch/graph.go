@@ -24,7 +24,11 @@ import (
 // parallel. done[i] is closed when results[i] is final; reading a
 // dependency's result after its channel closed is ordered by the close.
 func (e *Endpoint) fetchGraph(ctx context.Context, in *Inbound) []Result {
-	n := len(e.Backends)
+	nodes := e.Backends
+	if e.nodes != nil {
+		nodes = e.nodes // config order, as Deps index them; nil: a shadow's place
+	}
+	n := len(nodes)
 	results := make([]Result, n)
 	done := make([]chan struct{}, n)
 	for i := range done {
@@ -33,16 +37,26 @@ func (e *Endpoint) fetchGraph(ctx context.Context, in *Inbound) []Result {
 	var first panicValue
 	run := func(i int) {
 		defer close(done[i])
-		defer first.recover(&results[i], e.Backends[i])
-		results[i] = e.Backends[i].node(ctx, in, results, done)
+		if nodes[i] == nil {
+			return
+		}
+		defer first.recover(&results[i], nodes[i])
+		results[i] = nodes[i].node(ctx, in, results, done)
 	}
 	var wg sync.WaitGroup
 	for i := 1; i < n; i++ {
+		if nodes[i] == nil {
+			run(i)
+			continue
+		}
 		wg.Go(func() { run(i) })
 	}
 	run(0)
 	wg.Wait()
 	first.repanic()
+	if e.nodes != nil {
+		return dropShadowSlots(results, nodes)
+	}
 	return results
 }
 
