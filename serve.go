@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/manifold-gw/manifold/config"
 	"github.com/manifold-gw/manifold/fetch"
 	"github.com/manifold-gw/manifold/handlers"
@@ -53,6 +55,23 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// redisLog routes go-redis's own log lines to the process log at debug:
+// they come one per failed dial while Redis is down, and the gateway
+// already logs each outage once, at warn, when it begins (and at info
+// when it ends).
+type redisLog struct{ l *slog.Logger }
+
+// Printf logs one go-redis line.
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	if r.l.Enabled(ctx, slog.LevelDebug) {
+		r.l.DebugContext(ctx, fmt.Sprintf(format, v...), "source", "go-redis")
+	}
+}
+
+// redisLogOnce sets go-redis's logger, a package global, once per process,
+// before any Redis client of it exists.
+var redisLogOnce sync.Once
+
 // serve runs the gateway until SIGTERM or SIGINT, reloading the config on
 // SIGHUP or when the file changes, then drains: readiness goes 503 and
 // keep-alive stops at once, drain_delay passes, the listener closes and
@@ -63,6 +82,7 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 		logger.Warn(w)
 	}
 	fetch.UserAgent = "manifold/" + version
+	redisLogOnce.Do(func() { redis.SetLogger(redisLog{logger}) })
 	ready := &atomic.Bool{}
 	ready.Store(true)
 	metrics := handlers.NewMetrics()

@@ -35,6 +35,9 @@ type Options struct {
 	Demo http.Handler
 	// Metrics receives the Prometheus series (nil = not measured).
 	Metrics *Metrics
+	// Shadow is the process's shadow pool: shadow backends' copies go
+	// through it (nil: no copy is sent). It outlives every Gateway.
+	Shadow *fetch.ShadowPool
 	// Previous is the Gateway this one replaces on a reload. Upstreams whose
 	// configuration did not change are carried over whole (connection pool,
 	// circuit breaker state, bulkhead), and so are the rate-limit buckets of
@@ -59,6 +62,11 @@ type Gateway struct {
 	cors      *cors.Cors     // nil without server.cors
 	// edges are the endpoints' response_headers, CORS and gzip (edge.go).
 	edges map[*config.Endpoint]*edge
+	// redis is the Redis of store: redis limits (nil when none has one),
+	// shared with the Gateways before and after it while the redis block
+	// is unchanged; redisHeld says g still holds its reference (redis.go).
+	redis     *sharedRedis
+	redisHeld atomic.Bool
 }
 
 // New compiles cfg into a Gateway: one upstream runtime per upstream, one
@@ -115,6 +123,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.Retire(prev)
 		return nil, err
 	}
+	if err := g.newRedis(prev, opts.Metrics); err != nil {
+		g.Retire(prev)
+		return nil, err
+	}
+	g.redisHeld.Store(g.redis != nil)
 
 	e := gin.New()
 	e.UseRawPath = true         // match on the escaped path: %2F stays inside its segment
@@ -155,15 +168,20 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 
 	for _, ec := range cfg.Endpoints {
-		ep, err := fetch.NewEndpoint(ec, g.upstreams)
+		ep, err := fetch.NewEndpoint(ec, g.upstreams, fetch.WithShadowPool(opts.Shadow))
 		if err != nil {
 			g.Retire(prev) // release only what this build made; prev's upstreams serve on
 			return nil, err
 		}
 		key := ec.Method + " " + ec.Path
-		limit := newRateLimit(ec.RateLimit)
-		if prev != nil {
-			if old := prev.limits[key]; old != nil && limit != nil && *old.cfg == *limit.cfg {
+		limit, err := newRateLimit(ec, g.redis)
+		if err != nil {
+			g.Retire(prev)
+			return nil, err
+		}
+		if prev != nil && limit != nil && limit.shared == nil {
+			// Local buckets carry over; Redis ones live in Redis.
+			if old := prev.limits[key]; old != nil && old.shared == nil && *old.cfg == *limit.cfg {
 				limit = old
 			}
 		}
@@ -183,8 +201,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.engine.S
 // Config returns the configuration the Gateway was built from.
 func (g *Gateway) Config() *config.Config { return g.cfg }
 
-// Close releases the idle connections of every upstream and stops the
-// fetching of auth.jwt.jwks_url. Requests in flight finish normally.
+// Close releases the idle connections of every upstream, stops the
+// fetching of auth.jwt.jwks_url and closes the Redis client (once the
+// decisions in flight on it are done). Requests in flight finish normally.
 func (g *Gateway) Close() { g.Retire(nil) }
 
 // Retire releases what this Gateway holds that next did not carry over:
@@ -193,6 +212,7 @@ func (g *Gateway) Close() { g.Retire(nil) }
 func (g *Gateway) Retire(next *Gateway) {
 	g.retireAuth(next) // the key store's goroutine, unless next carried it over
 	g.cache.close()    // never carried over; in-flight requests can still use it
+	g.releaseRedis()   // closed with the last holder: next, if it carried it over
 	for name, u := range g.upstreams {
 		if next != nil && next.upstreams[name] == u {
 			continue

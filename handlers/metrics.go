@@ -21,6 +21,7 @@ import (
 // client input, so the number of series is bounded whatever clients send.
 type Metrics struct {
 	registry        *prometheus.Registry
+	shadowRequests  *prometheus.CounterVec // shadow.go
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
 	backendRequests *prometheus.CounterVec
@@ -35,6 +36,7 @@ type Metrics struct {
 	coalesced       *prometheus.CounterVec
 	instanceHealthy *prometheus.GaugeVec
 	ejections       *prometheus.CounterVec
+	redisErrors     prometheus.Counter
 }
 
 // NewMetrics creates the series in a registry of their own, with the
@@ -101,11 +103,17 @@ func NewMetrics() *Metrics {
 			Name: "manifold_upstream_ejections_total",
 			Help: "Passive ejections of an upstream instance (host:port) after consecutive failures.",
 		}, []string{"upstream", "instance"}),
+		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "manifold_redis_errors_total",
+			Help: "Redis calls of rate limits with store: redis that failed (unreachable, slower than redis.timeout, credentials refused, error reply); on_error decided those requests.",
+		}),
 	}
+	r.MustRegister(m.redisErrors)
 	r.MustRegister(m.requests, m.requestDuration, m.backendRequests, m.backendDuration,
 		m.circuitState, m.rateLimited, m.cacheRequests, m.authRejections, m.inflight, m.reloads,
 		m.hedges, m.coalesced, m.instanceHealthy, m.ejections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.shadowRequests = registerShadowRequests(r)
 	return m
 }
 
@@ -227,6 +235,14 @@ func (m *Metrics) observeBackend(r *fetch.Result) {
 	}
 	m.backendRequests.WithLabelValues(up, outcome(r.Err)).Inc()
 	m.backendDuration.WithLabelValues(up).Observe(r.Duration.Seconds())
+}
+
+// redisError counts one failed Redis call of a store: redis limit.
+func (m *Metrics) redisError() {
+	if m == nil {
+		return
+	}
+	m.redisErrors.Inc()
 }
 
 func (m *Metrics) rateLimitRejected(endpoint string) {

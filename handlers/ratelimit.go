@@ -16,15 +16,26 @@ import (
 // bucket.
 type rateLimit struct {
 	cfg *config.RateLimit
-	lim limiter.Limiter
+	lim limiter.Limiter // the local buckets; nil with store: redis
+	// shared is the limit kept in Redis (store: redis), else nil.
+	shared *sharedLimit
 	// limitHeader is RateLimit-Limit, formatted once.
 	limitHeader []string
 }
 
-// newRateLimit builds the limiter of an endpoint, or nil when it has none.
-func newRateLimit(rl *config.RateLimit) *rateLimit {
+// newRateLimit builds the limiter of an endpoint, or nil when it has none;
+// a store: redis limit takes its tokens through conn (see newSharedLimit).
+func newRateLimit(ec *config.Endpoint, conn *sharedRedis) (*rateLimit, error) {
+	rl := ec.RateLimit
 	if rl == nil {
-		return nil
+		return nil, nil
+	}
+	if rl.Store == config.StoreRedis {
+		shared, err := newSharedLimit(ec, conn)
+		if err != nil {
+			return nil, err
+		}
+		return &rateLimit{cfg: rl, shared: shared, limitHeader: []string{strconv.Itoa(rl.Burst)}}, nil
 	}
 	var lim limiter.Limiter
 	if rl.Per == "client" {
@@ -32,7 +43,7 @@ func newRateLimit(rl *config.RateLimit) *rateLimit {
 	} else {
 		lim = limiter.NewGlobal(rl.RPS, rl.Burst)
 	}
-	return &rateLimit{cfg: rl, lim: lim, limitHeader: []string{strconv.Itoa(rl.Burst)}}
+	return &rateLimit{cfg: rl, lim: lim, limitHeader: []string{strconv.Itoa(rl.Burst)}}, nil
 }
 
 // key is the client's bucket key: the validated token's claim
@@ -63,7 +74,15 @@ func (rl *rateLimit) key(c *gin.Context, who *identity) string {
 // answers 429 with Retry-After when refused. It reports whether to go on.
 // who is the request's validated token (nil without auth).
 func (rl *rateLimit) allow(c *gin.Context, who *identity) bool {
-	d := rl.lim.Allow(rl.key(c, who))
+	if rl.shared != nil {
+		return rl.allowShared(c, who)
+	}
+	return rl.answer(c, rl.lim.Allow(rl.key(c, who)))
+}
+
+// answer applies a bucket's decision d: the RateLimit-* headers, and when
+// refused the 429 with Retry-After. It reports whether to go on.
+func (rl *rateLimit) answer(c *gin.Context, d limiter.Decision) bool {
 	h := c.Writer.Header()
 	h["Ratelimit-Limit"] = rl.limitHeader
 	h["Ratelimit-Remaining"] = []string{strconv.Itoa(d.Remaining)}
