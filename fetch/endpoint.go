@@ -51,6 +51,9 @@ type Backend struct {
 	coalesce bool
 	// hedge: the backend's hedging, nil without hedge.
 	hedge *hedging
+	// trace makes its calls spans (tracing.go); nil, the default: no span
+	// work at all.
+	trace *backendTrace
 }
 
 // Endpoint is one configured endpoint compiled for serving: it fans a request
@@ -151,6 +154,9 @@ type Result struct {
 	Err error
 	// Duration is how long the call took.
 	Duration time.Duration
+	// Instance is the host:port of the instance the last try went to, ""
+	// if none was picked (the call's span names it).
+	Instance string
 	// Items are the calls of a foreach backend, one per element started, in
 	// element order; nil for any other backend. Metrics count each of them.
 	Items []Result
@@ -204,7 +210,8 @@ type Relayed struct {
 	callCtx context.Context
 	cancel  context.CancelFunc
 	finish  func(error)
-	outcome error // what the breaker is told when the body ends cleanly
+	outcome error      // what the breaker is told when the body ends cleanly
+	span    *relaySpan // the call's span, ended by Close; nil untraced
 }
 
 // Close releases the upstream connection, the bulkhead slot and the call's
@@ -218,6 +225,7 @@ func (r *Relayed) Close() {
 	r.Response.Body.Close()
 	r.finish(outcome)
 	r.cancel()
+	r.span.end(outcome)
 }
 
 // Err classifies why reading Body stopped before its end: ErrTimeout,
@@ -239,12 +247,16 @@ func (r *Relayed) Err() error {
 // Content-Length over max_response_bytes) come back as classified errors.
 // Retries apply as for merged backends, 5xx answers included, as long as
 // nothing has been relayed yet; each goes to another instance when there
-// is one.
-func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
+// is one. relay is Relay (tracing.go) less the call's span; it also
+// returns the host:port of the instance of the last try ("" if none).
+func (e *Endpoint) relay(ctx context.Context, in *Inbound) (*Relayed, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.Config.Timeout)
 	b := e.Backends[0]
 	u := b.Upstream
 	o := b.prepare(in, nil)
+	if b.trace != nil {
+		b.trace.inject(ctx, o.header)
+	}
 	var last *instance
 	for try := 0; ; try++ {
 		var resp *http.Response
@@ -270,7 +282,7 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 				release()
 				if !sleep(ctx, d) {
 					cancel()
-					return nil, classify(ctx, ctx, ctx.Err())
+					return nil, last.address(), classify(ctx, ctx, ctx.Err())
 				}
 				continue
 			}
@@ -285,7 +297,7 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 				t.done(err)
 				release()
 				cancel()
-				return nil, err
+				return nil, last.address(), err
 			}
 			body := &cappedReader{r: resp.Body, left: limit}
 			end := cancel
@@ -296,12 +308,12 @@ func (e *Endpoint) Relay(ctx context.Context, in *Inbound) (*Relayed, error) {
 			if resp.StatusCode >= 500 {
 				rel.outcome = &StatusError{Code: resp.StatusCode}
 			}
-			return rel, nil
+			return rel, last.address(), nil
 		}
 		release()
 		if try >= u.cfg.Retry.Attempts || !retryable(b.Config.Method, err) || !u.backoff(ctx, try) {
 			cancel()
-			return nil, err
+			return nil, last.address(), err
 		}
 	}
 }
@@ -342,6 +354,9 @@ func (c *cappedReader) Read(p []byte) (int, error) {
 // call makes one backend call, with retries, and turns its answer into a
 // Result.
 func (b *Backend) call(ctx context.Context, in *Inbound) Result {
+	if b.trace != nil {
+		return b.traced(ctx, func(ctx context.Context) Result { return b.callWith(ctx, in, nil) })
+	}
 	return b.callWith(ctx, in, nil)
 }
 
@@ -353,6 +368,9 @@ func (b *Backend) callWith(ctx context.Context, in *Inbound, env *callEnv) Resul
 	res := Result{Backend: b}
 	u := b.Upstream
 	o := b.prepare(in, env)
+	if b.trace != nil {
+		b.trace.inject(ctx, o.header) // ctx holds the call's span
+	}
 	var last *instance
 	for try := 0; ; try++ {
 		out := b.try(ctx, o, last)
@@ -370,6 +388,7 @@ func (b *Backend) callWith(ctx context.Context, in *Inbound, env *callEnv) Resul
 			break
 		}
 	}
+	res.Instance = last.address()
 	res.Duration = time.Since(start)
 	return res
 }

@@ -107,9 +107,21 @@ func (b *Backend) node(ctx context.Context, in *Inbound, results []Result, done 
 	for _, d := range b.Config.Deps {
 		<-done[d] // a dependency's call ends by the endpoint deadline at the latest
 		if results[d].Err != nil {
-			return Result{Backend: b, Err: &DependencyError{Name: results[d].Backend.Config.ID}}
+			res := Result{Backend: b, Err: &DependencyError{Name: results[d].Backend.Config.ID}}
+			if b.trace != nil {
+				b.traceSkipped(ctx, &res)
+			}
+			return res
 		}
 	}
+	if b.trace != nil {
+		return b.traced(ctx, func(ctx context.Context) Result { return b.run(ctx, in, results) })
+	}
+	return b.run(ctx, in, results)
+}
+
+// run is the rest of node once the dependencies have answered.
+func (b *Backend) run(ctx context.Context, in *Inbound, results []Result) Result {
 	if b.Config.ForeachRef != nil {
 		return b.foreach(ctx, in, results)
 	}
@@ -357,6 +369,9 @@ func (b *Backend) foreach(ctx context.Context, in *Inbound, results []Result) Re
 	var first panicValue
 	call := func(k int) (r Result) {
 		defer first.recover(&r, b)
+		if b.trace != nil {
+			return b.tracedItem(ctx, in, results, items[k], k)
+		}
 		return b.item(ctx, in, results, items[k])
 	}
 	work := func() {
