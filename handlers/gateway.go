@@ -13,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/manifold-gw/manifold/config"
 	"github.com/manifold-gw/manifold/fetch"
@@ -43,6 +44,10 @@ type Options struct {
 	// circuit breaker state, bulkhead), and so are the rate-limit buckets of
 	// endpoints whose method, path and rate_limit did not change.
 	Previous *Gateway
+	// Tracer, when tracing is on, makes every endpoint request a server
+	// span and every backend call a client span under it (nil = off, and
+	// no span work at all). It is the process's: reloads keep it.
+	Tracer trace.Tracer
 }
 
 // Gateway is everything built from one configuration: upstream clients,
@@ -62,6 +67,8 @@ type Gateway struct {
 	cors      *cors.Cors     // nil without server.cors
 	// edges are the endpoints' response_headers, CORS and gzip (edge.go).
 	edges map[*config.Endpoint]*edge
+	// tracer is Options.Tracer: nil without tracing (tracing.go).
+	tracer trace.Tracer
 	// redis is the Redis of store: redis limits (nil when none has one),
 	// shared with the Gateways before and after it while the redis block
 	// is unchanged; redisHeld says g still holds its reference (redis.go).
@@ -84,6 +91,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		logger:    logger,
 		ready:     opts.Ready,
 		metrics:   opts.Metrics,
+		tracer:    opts.Tracer,
 		cors:      newCORS(cfg.Server.CORS),
 	}
 	// A new, empty cache on every build: entries never outlive the
@@ -147,6 +155,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
 	e.Use(g.recoverer, g.requestID, g.observe)
+	if g.tracer != nil {
+		e.Use(g.traceRequest) // the server span, inside observe
+	}
 	e.NoRoute(func(c *gin.Context) { writeError(c, http.StatusNotFound, "no route for "+c.Request.URL.Path, nil) })
 	e.NoMethod(func(c *gin.Context) {
 		if g.preflight(c) { // a CORS preflight to an endpoint's path
@@ -173,6 +184,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			g.Retire(prev) // release only what this build made; prev's upstreams serve on
 			return nil, err
 		}
+		ep.Trace(g.tracer) // nil: untraced
 		key := ec.Method + " " + ec.Path
 		limit, err := newRateLimit(ec, g.redis)
 		if err != nil {
