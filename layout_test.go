@@ -13,13 +13,14 @@ func TestImportGraph(t *testing.T) {
 	t.Parallel()
 	const mod = "github.com/manifold-gw/manifold"
 	want := map[string][]string{
-		mod:                    {"config", "fetch", "handlers", "internal/demo"},
-		mod + "/handlers":      {"config", "fetch", "limiter"},
-		mod + "/fetch":         {"config", "internal/h1"},
-		mod + "/config":        nil,
-		mod + "/limiter":       nil,
-		mod + "/internal/h1":   nil,
-		mod + "/internal/demo": nil,
+		mod:                         {"config", "fetch", "handlers", "internal/demo", "internal/telemetry"},
+		mod + "/handlers":           {"config", "fetch", "limiter"},
+		mod + "/fetch":              {"config", "internal/h1"},
+		mod + "/config":             nil,
+		mod + "/limiter":            nil,
+		mod + "/internal/h1":        nil,
+		mod + "/internal/demo":      nil,
+		mod + "/internal/telemetry": {"config"},
 	}
 	pkgs := make([]string, 0, len(want))
 	for p := range want {

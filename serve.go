@@ -22,6 +22,7 @@ import (
 	"github.com/manifold-gw/manifold/fetch"
 	"github.com/manifold-gw/manifold/handlers"
 	"github.com/manifold-gw/manifold/internal/demo"
+	"github.com/manifold-gw/manifold/internal/telemetry"
 )
 
 // errForced is returned when a second signal cut the drain short.
@@ -87,6 +88,22 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 	ready.Store(true)
 	metrics := handlers.NewMetrics()
 	opts := handlers.Options{Logger: logger, Ready: ready, Demo: demo.Handler(), Metrics: metrics}
+	// Tracing is the process's, built once: its keys apply at restart.
+	traces, err := telemetry.New(cfg.Tracing, telemetry.Options{Logger: logger, Version: version})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The drain below flushes within shutdown_timeout; this is for
+		// the other ways out.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = traces.Shutdown(ctx)
+	}()
+	if traces != nil {
+		logger.Info("tracing on", "traces_url", cfg.Tracing.TracesURL(), "sample_ratio", cfg.Tracing.SampleRatio, "service_name", cfg.Tracing.ServiceName)
+	}
+	opts.Tracer = traces.Tracer()
 
 	gw, err := handlers.New(cfg, opts)
 	if err != nil {
@@ -227,6 +244,10 @@ wait:
 		logger.Warn(errForced.Error())
 		return errForced
 	}
+	// The spans of the requests just drained, within what is left.
+	if ferr := traces.Shutdown(ctx); ferr != nil {
+		logger.Warn("tracing: spans still queued were dropped", "error", ferr)
+	}
 	if err != nil {
 		return fmt.Errorf("in-flight requests did not finish within shutdown_timeout (%v): %w", s.ShutdownTimeout, err)
 	}
@@ -289,7 +310,7 @@ func reloadGateway(path string, started *config.Config, cur *handlers.Gateway, o
 		return nil, err
 	}
 	if !reflect.DeepEqual(restartOnly(cfg), restartOnly(started)) {
-		logger.Warn("listener, timeout, admin or log settings changed in the file; they apply at the next restart")
+		logger.Warn("listener, timeout, admin, log or tracing settings changed in the file; they apply at the next restart")
 	}
 	opts.Previous = cur
 	next, err := handlers.New(cfg, opts)
@@ -301,11 +322,13 @@ func reloadGateway(path string, started *config.Config, cur *handlers.Gateway, o
 }
 
 // restartSettings are what a reload cannot apply: they belong to the
-// listeners, the process log and the shutdown sequence.
+// listeners, the process log, the shutdown sequence and the process's
+// tracer provider.
 type restartSettings struct {
-	server config.Server
-	admin  config.Admin
-	log    config.Log
+	server  config.Server
+	admin   config.Admin
+	log     config.Log
+	tracing config.Tracing
 }
 
 func restartOnly(cfg *config.Config) restartSettings {
@@ -313,5 +336,5 @@ func restartOnly(cfg *config.Config) restartSettings {
 	// Applied on reload: the Gateway is rebuilt with them.
 	s.TrustedProxies, s.TrustedPrefixes, s.MaxBodyBytes = nil, nil, 0
 	s.CORS, s.Compression, s.CacheBytes = nil, config.Compression{}, 0
-	return restartSettings{server: s, admin: cfg.Admin, log: cfg.Log}
+	return restartSettings{server: s, admin: cfg.Admin, log: cfg.Log, tracing: cfg.Tracing}
 }
