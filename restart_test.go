@@ -36,6 +36,7 @@ func TestRestartOnly(t *testing.T) {
 		"h2c":           func(c *config.Config) { c.Server.H2C = true },
 		"write_timeout": func(c *config.Config) { c.Server.WriteTimeout = time.Second },
 		"log":           func(c *config.Config) { c.Log.Level = "debug" },
+		"shadow":        func(c *config.Config) { c.Server.Shadow.Workers = 2 },
 	}
 	for name, change := range restart {
 		c := base()

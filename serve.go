@@ -87,7 +87,17 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 	ready := &atomic.Bool{}
 	ready.Store(true)
 	metrics := handlers.NewMetrics()
-	opts := handlers.Options{Logger: logger, Ready: ready, Demo: demo.Handler(), Metrics: metrics}
+	// The shadow pool is the process's: reloads keep it, and server.shadow
+	// applies at restart. The drain gives what it has queued what is left
+	// of shutdown_timeout; every other way out drops it, counted.
+	shadows := fetch.NewShadowPool(cfg.Server.Shadow, metrics.ShadowHooks(), logger)
+	shadows.Start()
+	defer func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		shadows.Stop(ctx)
+	}()
+	opts := handlers.Options{Logger: logger, Ready: ready, Demo: demo.Handler(), Metrics: metrics, Shadow: shadows}
 	// Tracing is the process's, built once: its keys apply at restart.
 	traces, err := telemetry.New(cfg.Tracing, telemetry.Options{Logger: logger, Version: version})
 	if err != nil {
@@ -233,6 +243,7 @@ wait:
 				first = err
 			}
 		}
+		shadows.Stop(ctx) // what is left of shutdown_timeout, for the queued shadow calls
 		done <- first
 	}()
 	err, ok := waitOrStop(done, sigs)
@@ -240,6 +251,7 @@ wait:
 		for _, s := range servers {
 			_ = s.Close()
 		}
+		cancel() // and the shadow drain
 		<-done
 		logger.Warn(errForced.Error())
 		return errForced
