@@ -24,11 +24,7 @@ import (
 // parallel. done[i] is closed when results[i] is final; reading a
 // dependency's result after its channel closed is ordered by the close.
 func (e *Endpoint) fetchGraph(ctx context.Context, in *Inbound) []Result {
-	nodes := e.Backends
-	if e.nodes != nil {
-		nodes = e.nodes // config order, as Deps index them; nil: a shadow's place
-	}
-	n := len(nodes)
+	n := e.graphSize()
 	results := make([]Result, n)
 	done := make([]chan struct{}, n)
 	for i := range done {
@@ -37,15 +33,16 @@ func (e *Endpoint) fetchGraph(ctx context.Context, in *Inbound) []Result {
 	var first panicValue
 	run := func(i int) {
 		defer close(done[i])
-		if nodes[i] == nil {
+		b := e.graphNode(i)
+		if b == nil {
 			return
 		}
-		defer first.recover(&results[i], nodes[i])
-		results[i] = nodes[i].node(ctx, in, results, done)
+		defer first.recover(&results[i], b)
+		results[i] = b.node(ctx, in, results, done)
 	}
 	var wg sync.WaitGroup
 	for i := 1; i < n; i++ {
-		if nodes[i] == nil {
+		if e.graphNode(i) == nil {
 			run(i)
 			continue
 		}
@@ -55,7 +52,7 @@ func (e *Endpoint) fetchGraph(ctx context.Context, in *Inbound) []Result {
 	wg.Wait()
 	first.repanic()
 	if e.nodes != nil {
-		return dropShadowSlots(results, nodes)
+		return dropShadowSlots(results, e.nodes)
 	}
 	return results
 }

@@ -295,6 +295,24 @@ func (e *Endpoint) sendShadows(in *Inbound) {
 	}
 }
 
+// graphSize is the number of places of a graph run: the backends in
+// config order, shadow backends' places included (Deps are config indexes).
+func (e *Endpoint) graphSize() int {
+	if e.nodes != nil {
+		return len(e.nodes)
+	}
+	return len(e.Backends)
+}
+
+// graphNode is the backend at config index i of a graph run, nil for a
+// shadow backend's place (sent apart; nothing depends on it).
+func (e *Endpoint) graphNode(i int) *Backend {
+	if e.nodes != nil {
+		return e.nodes[i]
+	}
+	return e.Backends[i]
+}
+
 // dropShadowSlots removes the places of shadow backends (nil in nodes)
 // from a graph's results, in place, keeping config order.
 func dropShadowSlots(results []Result, nodes []*Backend) []Result {
