@@ -20,10 +20,23 @@ import (
 // queueing sets the percentiles; a hedge sent after 10ms would then fire
 // on queueing, not on the slow instance. The paced generator sends a fixed
 // number of requests per second instead, each on a free keep-alive
-// connection (a new one when all are busy, so a slow answer delays no other
-// request), and times each from the moment it is sent to its last byte.
+// connection, and times each from the moment it is sent to its last byte
+// (not from when it was due: the generator's own timer wake-ups, late by up
+// to a millisecond, are not the gateway's).
+// It opens at most pacedConns connections (a new one only when all are
+// busy, so a slow answer delays no other request while fewer are in
+// flight): without a bound, a stall of the machine (other work on it)
+// piles up requests that then arrive as a storm of new connections, which
+// the gateway and the stub spend their CPU accepting, and the run may
+// never recover. With it, requests beyond the bound wait for a connection,
+// and that wait is part of their time.
 // The driver runs it as its own child process, pinned to core 1 beside the
 // stub as wrk is: `driver -pace URL,RATE,DURATION` prints one JSON result.
+
+// pacedConns bounds the paced generator's connections: like wrk's -c64,
+// and far above what 1000 requests per second need (about 1 ms each, 50 ms
+// for a tenth of them: some 6 at once).
+const pacedConns = 64
 
 // pacedResult is what a paced child reports.
 type pacedResult struct {
@@ -87,7 +100,7 @@ func paceMain(spec string) {
 		fatalf("-pace: duration %q: want a positive duration up to 10m", parts[2])
 	}
 	url := parts[0]
-	tr := &http.Transport{MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute, DisableCompression: true}
+	tr := &http.Transport{MaxConnsPerHost: pacedConns, MaxIdleConnsPerHost: pacedConns, IdleConnTimeout: time.Minute, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	n := int(float64(rate) * d.Seconds())
@@ -98,12 +111,13 @@ func paceMain(spec string) {
 	start := time.Now()
 	for i := range n {
 		// Late wake-ups are caught up at once, so the mean rate is exact.
-		if w := time.Until(start.Add(time.Duration(i) * interval)); w > 0 {
+		due := start.Add(time.Duration(i) * interval)
+		if w := time.Until(due); w > 0 {
 			time.Sleep(w)
 		}
 		wg.Go(func() {
 			t0 := time.Now()
-			resp, err := c.Get(url)
+			resp, err := c.Get(url) // waits here while all pacedConns are busy
 			if err == nil {
 				_, err = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
