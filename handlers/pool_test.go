@@ -249,10 +249,15 @@ endpoints:
 	for range 3 {
 		get(t, base+"/h")
 	}
-	hedges := scrape(t, m, "manifold_backend_hedges_total")
-	if !hasLine(hedges, `manifold_backend_hedges_total{result="won",upstream="pool"} 1`) ||
-		!hasLine(hedges, `manifold_backend_hedges_total{result="lost",upstream="pool"} 0`) {
-		t.Errorf("hedges:\n%s", strings.Join(hedges, "\n"))
+	// At least the hanging try's hedge won (on a loaded machine a slow
+	// answer of the other instance may be hedged too).
+	hedges := scrape(t, m, `manifold_backend_hedges_total{result="won",upstream="pool"}`)
+	var won int
+	if len(hedges) != 1 || func() bool { _, err := fmt.Sscanf(hedges[0][strings.LastIndexByte(hedges[0], ' ')+1:], "%d", &won); return err != nil }() || won < 1 {
+		t.Errorf("hedges won: %q, want at least 1", hedges)
+	}
+	if lost := scrape(t, m, `manifold_backend_hedges_total{result="lost",upstream="pool"}`); len(lost) != 1 {
+		t.Errorf("hedges lost series: %q", lost)
 	}
 	done := make(chan int, 3)
 	for range 3 {

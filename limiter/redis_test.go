@@ -136,7 +136,7 @@ func parityGaps(burst int) []float64 {
 // microsecond (Redis's clock resolution).
 func TestRedisParityWithGlobalSyntheticClock(t *testing.T) {
 	mr, c := newMiniredis(t)
-	s := newStore(t, c, 0, nil)
+	s := newStore(t, c, 5*time.Second, nil)
 	for _, pc := range parityCases {
 		t.Run(fmt.Sprintf("rps=%v/burst=%d", pc.rps, pc.burst), func(t *testing.T) {
 			r := newLimit(t, s, limiter.RedisLimit{Prefix: t.Name() + ":", RPS: pc.rps, Burst: pc.burst})
@@ -174,7 +174,7 @@ func TestRedisParityWithGlobalSyntheticClock(t *testing.T) {
 // requests leave it alone.
 func TestRedisKeyTTL(t *testing.T) {
 	mr, c := newMiniredis(t)
-	s := newStore(t, c, 0, nil)
+	s := newStore(t, c, 5*time.Second, nil)
 	r := newLimit(t, s, limiter.RedisLimit{Prefix: "ttl:", RPS: 4, Burst: 3}) // 250ms per token
 	mr.SetTime(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
 
@@ -205,7 +205,7 @@ func TestRedisKeyTTL(t *testing.T) {
 // PerKey, so a hostile key cannot make Redis hold megabytes per client.
 func TestRedisKeys(t *testing.T) {
 	mr, c := newMiniredis(t)
-	s := newStore(t, c, 0, nil)
+	s := newStore(t, c, 5*time.Second, nil)
 	a := newLimit(t, s, limiter.RedisLimit{Prefix: "a:", RPS: 1, Burst: 1})
 	b := newLimit(t, s, limiter.RedisLimit{Prefix: "b:", RPS: 1, Burst: 1})
 	if !allow(t, a, "k").Allowed || !allow(t, b, "k").Allowed || !allow(t, a, "j").Allowed {
@@ -234,7 +234,7 @@ func TestRedisKeys(t *testing.T) {
 func TestRedisServerErrorPolicyAndHealth(t *testing.T) {
 	mr, c := newMiniredis(t)
 	tr := &transitions{}
-	s := newStore(t, c, 0, tr)
+	s := newStore(t, c, 5*time.Second, tr)
 	open := newLimit(t, s, limiter.RedisLimit{Prefix: "p:", RPS: 1, Burst: 5})
 	closed := newLimit(t, s, limiter.RedisLimit{Prefix: "p:", RPS: 1, Burst: 5, OnError: limiter.FailClosed, ErrorRetryAfter: 3 * time.Second})
 	mr.HSet("p:k", "field", "value")
@@ -280,7 +280,7 @@ func TestRedisServerErrorPolicyAndHealth(t *testing.T) {
 func TestRedisCallerContextEnded(t *testing.T) {
 	_, c := newMiniredis(t)
 	tr := &transitions{}
-	s := newStore(t, c, 0, tr)
+	s := newStore(t, c, 5*time.Second, tr)
 	r := newLimit(t, s, limiter.RedisLimit{Prefix: "c:", RPS: 1, Burst: 1, OnError: limiter.FailClosed})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -335,7 +335,7 @@ func TestRedisConstructors(t *testing.T) {
 	})
 	t.Run("limits", func(t *testing.T) {
 		c := closeOnCleanup(t, limiter.NewRedisClient(limiter.RedisClientOptions{Addr: "127.0.0.1:1"}))
-		s := newStore(t, c, 0, nil)
+		s := newStore(t, c, 5*time.Second, nil)
 		cases := []struct {
 			l    limiter.RedisLimit
 			want error
@@ -389,8 +389,8 @@ func TestLocalStore(t *testing.T) {
 // realTimeout is the store timeout of the outage tests; callMargin is what
 // a call may take beyond it (scheduling under -race on a busy machine).
 const (
-	realTimeout = 100 * time.Millisecond
-	callMargin  = 50 * time.Millisecond
+	realTimeout = 300 * time.Millisecond
+	callMargin  = 300 * time.Millisecond
 )
 
 // Two replicas (two clients, two stores, two limiters with the same
@@ -758,7 +758,7 @@ func TestRedisSlowerThanTimeout(t *testing.T) {
 	srv := startRedis(t, "--enable-debug-command", "local")
 	const (
 		burst = 1_000_000
-		stall = 600 * time.Millisecond
+		stall = 1500 * time.Millisecond
 	)
 	c := srv.client(t, limiter.RedisClientOptions{Timeout: realTimeout, PoolSize: 4})
 	tr := &transitions{}
