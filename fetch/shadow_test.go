@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/manifold-gw/manifold/config"
 	"github.com/manifold-gw/manifold/fetch"
 )
@@ -435,4 +437,41 @@ func TestShadowWithoutPool(t *testing.T) {
 	if len(res) != 2 || hits.Load() != 2 {
 		t.Errorf("%d results, %d calls; want 2 and 2", len(res), hits.Load())
 	}
+}
+
+// Stop ends every goroutine the pool started: its workers, and with the
+// upstream closed, the connections its calls used.
+func TestShadowStopLeavesNoGoroutines(t *testing.T) {
+	fast := serve(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{}`) })
+	yaml := strings.ReplaceAll(shadowYAML, "{{users}}", fast)
+	yaml = strings.ReplaceAll(strings.ReplaceAll(yaml, "{{v2}}", fast), "{{orders}}", fast)
+	cfg, err := config.Parse("t.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := goleak.IgnoreCurrent() // the test's servers, not what follows
+	ups := map[string]*fetch.Upstream{}
+	for name, uc := range cfg.Upstreams {
+		ups[name] = fetch.NewUpstream(uc, nil)
+	}
+	o := &outcomes{}
+	pool := fetch.NewShadowPool(config.Shadow{Workers: 4, Queue: 64}, o.hooks(), nil)
+	pool.Start()
+	ep, err := fetch.NewEndpoint(cfg.Endpoints[0], ups, fetch.WithShadowPool(pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		ep.Fetch(context.Background(), &fetch.Inbound{Params: []string{"1"}, Header: http.Header{}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool.Stop(ctx)
+	if o.total() != 50 {
+		t.Errorf("%d outcomes for 50 copies: %v", o.total(), o.n)
+	}
+	for _, u := range ups {
+		u.Close()
+	}
+	goleak.VerifyNone(t, before)
 }
