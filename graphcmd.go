@@ -89,7 +89,7 @@ func writeStages(w io.Writer, eps []*config.Endpoint) {
 }
 
 // backendNotes is what a graph line says beyond the call: what it waits
-// for, foreach, fallback, required.
+// for, foreach, fallback, required, shadow.
 func backendNotes(ep *config.Endpoint, be *config.Backend) string {
 	var notes []string
 	if len(be.Deps) > 0 {
@@ -108,6 +108,9 @@ func backendNotes(ep *config.Endpoint, be *config.Backend) string {
 	if be.FallbackJSON != nil {
 		notes = append(notes, "fallback "+string(be.FallbackJSON))
 	}
+	if be.Shadow {
+		notes = append(notes, "shadow: a copy, sent off the request path, answer discarded")
+	}
 	return strings.Join(notes, "; ")
 }
 
@@ -122,6 +125,9 @@ func writeDot(w io.Writer, eps []*config.Endpoint) {
 			label := be.ID + "\n" + be.Method + " " + be.Upstream + " " + be.Path
 			if be.Foreach != "" {
 				label += "\nforeach " + be.Foreach
+			}
+			if be.Shadow {
+				label += "\nshadow"
 			}
 			fmt.Fprintf(&b, "    e%db%d [label=%s];\n", i, j, dotQuote(label))
 		}
