@@ -109,6 +109,7 @@ func (s *Server) Start() {
 	}, s.args...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		s.tb.Fatalf("start redis-server: %v", err)
