@@ -186,10 +186,19 @@ func TestLeastInflightAvoidsAHeldInstance(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			for range 90 {
-				before := b.hits.Load() + c.hits.Load() + slow.hits.Load()
-				wg.Go(func() { ep.Fetch(ctx, inbound()) })
-				// Wait until this call has landed (answered, or held).
-				waitFor(t, "the call to land", func() bool { return b.hits.Load()+c.hits.Load()+slow.hits.Load() > before })
+				// Wait until this call is held, or has ended (so that its
+				// instance's in-flight count is back to what it was).
+				held := slow.hits.Load()
+				done := make(chan struct{})
+				wg.Go(func() { defer close(done); ep.Fetch(ctx, inbound()) })
+				waitFor(t, "the call to be held or to end", func() bool {
+					select {
+					case <-done:
+						return true
+					default:
+						return slow.hits.Load() > held
+					}
+				})
 			}
 			held := slow.hits.Load()
 			cancel()
