@@ -167,6 +167,11 @@ func (u *Upstream) buildInstances(idle int, dialTimeout time.Duration) {
 				in.lean = newLeanClient(cfg, ci, idle, dialTimeout)
 			}
 		}
+		if cfg.HealthCheck == nil {
+			// No checker here to bring back one that failed its checks
+			// under the previous configuration.
+			in.healthy.Store(true)
+		}
 		in.refs.Add(1)
 		h := &instanceHooks{logger: u.logger.With("instance", in.addr)}
 		if f := u.hooks.InstanceState; f != nil {
