@@ -118,6 +118,13 @@ func (b *Backend) hedged(ctx context.Context, o *outbound, avoid *instance) tryO
 	var failed *hedgeTry
 	for pending := 2; pending > 0; pending-- {
 		r := <-done
+		if r.hedge && unsent(r.err) {
+			// Never sent: the first try decides alone, and no hedge is counted.
+			if failed == nil {
+				return (<-done).tryOut
+			}
+			return failed.tryOut
+		}
 		if !b.wins(r.tryOut) {
 			if failed == nil {
 				failed = &r
@@ -142,6 +149,13 @@ func (b *Backend) hedged(ctx context.Context, o *outbound, avoid *instance) tryO
 	}
 	call(u.hooks.HedgeLost)
 	return failed.tryOut
+}
+
+// unsent reports whether a try failed without being sent: the bulkhead
+// was full or the breaker open. A hedge refused so must not end the race,
+// which would cancel a first try that may still answer.
+func unsent(err error) bool {
+	return errors.Is(err, ErrRejected) || errors.Is(err, ErrCircuitOpen)
 }
 
 func call(f func()) {
@@ -231,6 +245,14 @@ func (b *Backend) attemptHedged(ctx context.Context, o *outbound, avoid *instanc
 	var failed *sent
 	for pending := 2; pending > 0; pending-- {
 		r := <-done
+		if r.hedge && unsent(r.err) {
+			// Never sent (settled by send): the first try decides alone.
+			cancelB(nil)
+			if failed == nil {
+				return <-done, releaseA
+			}
+			return *failed, releaseA
+		}
 		if !b.answered(r) {
 			if failed == nil {
 				failed = &r
