@@ -355,6 +355,16 @@ func (u *Upstream) readmit(in *instance) {
 	in.report()
 }
 
+// ReportInstances reports every instance's state to the pool hooks again.
+// Each build reports its instances when it is made, so a reload whose
+// build failed afterwards has overwritten the running upstream's gauges
+// with those of instances it built; Retire restores them with this.
+func (u *Upstream) ReportInstances() {
+	for _, in := range u.instances {
+		in.report()
+	}
+}
+
 // InstanceStatus is one instance's state, for status pages and tests.
 type InstanceStatus struct {
 	// Addr is the instance's host:port.

@@ -242,6 +242,9 @@ func (g *Gateway) Retire(next *Gateway) {
 				g.metrics.forgetInstance(name, in.Addr)
 			}
 		}
+		if kept != nil {
+			kept.ReportInstances() // u's build reported its own instances at their addresses
+		}
 	}
 }
 
