@@ -242,8 +242,10 @@ func (g *Gateway) Retire(next *Gateway) {
 				g.metrics.forgetInstance(name, in.Addr)
 			}
 		}
-		if kept != nil {
-			kept.ReportInstances() // u's build reported its own instances at their addresses
+		if kept != nil && g.engine == nil {
+			// g's build failed (New sets engine last): it reported its own
+			// instances at kept's addresses, so kept's states go back.
+			kept.ReportInstances()
 		}
 	}
 }
