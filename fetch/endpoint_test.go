@@ -23,7 +23,7 @@ func build(t *testing.T, yaml string, urls map[string]string) *fetch.Endpoint {
 	return eps[0]
 }
 
-func serve(t *testing.T, h http.HandlerFunc) string {
+func serve(t testing.TB, h http.HandlerFunc) string {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,12 +65,6 @@ func (h *hedging) spend() bool {
 	}
 }
 
-// hedgeTry is one try of a hedged call, tagged with which it was.
-type hedgeTry struct {
-	tryOut
-	hedge bool
-}
-
 // wins reports whether a try's outcome ends the race: an answer, that is
 // anything but a failure that would be retried (a connect error, a timeout,
 // a 5xx).
@@ -77,10 +72,27 @@ func (b *Backend) wins(out tryOut) bool {
 	return out.err == nil || !retryable(b.Config.Method, out.err)
 }
 
+// hedgeRace is the state one hedged call shares between its first try (on
+// the caller's goroutine) and the hedge (sent from the timer, on a
+// goroutine of its own).
+type hedgeRace struct {
+	mu      sync.Mutex
+	over    bool        // the first try has ended: no hedge may start now
+	started bool        // the hedge was sent; its outcome comes on done
+	done    chan tryOut // buffered: the hedge's goroutine never waits
+	cancelB context.CancelCauseFunc
+
+	// winner is who answered first (0 none yet, 1 the first try, 2 the
+	// hedge), firstFail who failed first; both set once, by CAS.
+	winner, firstFail atomic.Int32
+}
+
 // hedged makes one try and, when it has not ended after hedge.after and
 // the budget allows, a second one to another instance. The first answer
 // wins and the other try is cancelled (its connection is closed); when
-// both fail, the first failure is the outcome.
+// both fail, the first failure is the outcome. The first try runs on the
+// caller's goroutine and the hedge is started by a timer, so a call that
+// answers in time costs a timer and no goroutine.
 func (b *Backend) hedged(ctx context.Context, o *outbound, avoid *instance) tryOut {
 	h := b.hedge
 	u := b.Upstream
@@ -89,66 +101,74 @@ func (b *Backend) hedged(ctx context.Context, o *outbound, avoid *instance) tryO
 		return tryOut{err: err}
 	}
 	h.credit()
-	done := make(chan hedgeTry, 2)
 	ctxA, cancelA := context.WithCancelCause(ctx)
 	defer cancelA(nil)
-	go func() { done <- hedgeTry{tryOut: b.fetchOn(ctxA, o, first)} }()
+	r := &hedgeRace{}
+	timer := time.AfterFunc(h.after, func() { b.startHedge(ctx, o, first, r, cancelA) })
 
-	timer := time.NewTimer(h.after)
-	select {
-	case r := <-done:
-		timer.Stop()
-		return r.tryOut
-	case <-ctx.Done():
-		timer.Stop()
-		return (<-done).tryOut // it ends with ctx
-	case <-timer.C:
+	outA := b.fetchOn(ctxA, o, first)
+	r.mu.Lock()
+	r.over = true
+	started := r.started
+	r.mu.Unlock()
+	timer.Stop()
+	if !started {
+		return outA
 	}
-	if !h.spend() {
-		return (<-done).tryOut
-	}
-	second, err := u.pick(first)
-	if err != nil {
-		return (<-done).tryOut
-	}
-	ctxB, cancelB := context.WithCancelCause(ctx)
-	defer cancelB(nil)
-	go func() { done <- hedgeTry{tryOut: b.fetchOn(ctxB, o, second), hedge: true} }()
-
-	var failed *hedgeTry
-	for pending := 2; pending > 0; pending-- {
-		r := <-done
-		if r.hedge && unsent(r.err) {
-			// Never sent: the first try decides alone, and no hedge is counted.
-			if failed == nil {
-				return (<-done).tryOut
-			}
-			return failed.tryOut
-		}
-		if !b.wins(r.tryOut) {
-			if failed == nil {
-				failed = &r
-			}
-			continue
-		}
-		if pending == 2 {
-			// Cancel the other and wait for it: its goroutine ends here.
-			if r.hedge {
-				cancelA(errHedgeLost)
-			} else {
-				cancelB(errHedgeLost)
-			}
-			<-done
-		}
-		if r.hedge {
-			call(u.hooks.HedgeWon)
-		} else {
+	defer r.cancelB(nil)
+	if b.wins(outA) && r.winner.CompareAndSwap(0, 1) {
+		r.cancelB(errHedgeLost)
+		// It ends with its context: nothing outlives the call.
+		if outB := <-r.done; !unsent(outB.err) {
 			call(u.hooks.HedgeLost)
 		}
-		return r.tryOut
+		return outA
+	}
+	if !b.wins(outA) {
+		r.firstFail.CompareAndSwap(0, 1)
+	}
+	outB := <-r.done
+	if unsent(outB.err) {
+		return outA // never sent: the first try decided alone, no hedge counted
+	}
+	if r.winner.Load() == 2 {
+		call(u.hooks.HedgeWon)
+		return outB
 	}
 	call(u.hooks.HedgeLost)
-	return failed.tryOut
+	if r.firstFail.Load() == 2 {
+		return outB
+	}
+	return outA
+}
+
+// startHedge sends the hedge of r's call, unless the first try has ended
+// or the budget is spent. It runs on the timer's goroutine.
+func (b *Backend) startHedge(ctx context.Context, o *outbound, first *instance, r *hedgeRace, cancelA context.CancelCauseFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.over || !b.hedge.spend() {
+		return
+	}
+	second, err := b.Upstream.pick(first)
+	if err != nil {
+		return
+	}
+	ctxB, cancelB := context.WithCancelCause(ctx)
+	r.started, r.cancelB, r.done = true, cancelB, make(chan tryOut, 1)
+	go func() {
+		out := b.fetchOn(ctxB, o, second)
+		switch {
+		case unsent(out.err):
+			// Refused by the bulkhead or the breaker: it must not end the
+			// race, which would cancel a first try that may still answer.
+		case !b.wins(out):
+			r.firstFail.CompareAndSwap(0, 2)
+		case r.winner.CompareAndSwap(0, 2):
+			cancelA(errHedgeLost) // the first try gives up at once
+		}
+		r.done <- out
+	}()
 }
 
 // unsent reports whether a try failed without being sent: the bulkhead

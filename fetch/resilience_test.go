@@ -36,7 +36,7 @@ func (s *switchable) handler(w http.ResponseWriter, r *http.Request) {
 
 // endpoints compiles every endpoint of yaml; upstream runtimes are shared
 // between endpoints as in a Gateway.
-func endpoints(t *testing.T, yaml string, urls map[string]string) ([]*fetch.Endpoint, map[string]*fetch.Upstream) {
+func endpoints(t testing.TB, yaml string, urls map[string]string) ([]*fetch.Endpoint, map[string]*fetch.Upstream) {
 	t.Helper()
 	for k, v := range urls {
 		yaml = strings.ReplaceAll(yaml, "{{"+k+"}}", v)
