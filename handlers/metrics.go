@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -36,7 +38,9 @@ type Metrics struct {
 	coalesced       *prometheus.CounterVec
 	instanceHealthy *prometheus.GaugeVec
 	ejections       *prometheus.CounterVec
-	redisErrors     prometheus.Counter
+	// upstreams caches each upstream's backend series (upstreamSeries).
+	upstreams   sync.Map
+	redisErrors prometheus.Counter
 }
 
 // NewMetrics creates the series in a registry of their own, with the
@@ -233,8 +237,52 @@ func (m *Metrics) observeBackend(r *fetch.Result) {
 		m.backendRequests.WithLabelValues(up, "skipped").Inc() // never called: no duration
 		return
 	}
-	m.backendRequests.WithLabelValues(up, outcome(r.Err)).Inc()
-	m.backendDuration.WithLabelValues(up).Observe(r.Duration.Seconds())
+	u := m.upstream(up)
+	u.outcome(outcome(r.Err)).Inc()
+	u.duration.Observe(r.Duration.Seconds())
+}
+
+// backendOutcomes are the outcome labels upstreamSeries caches, in order.
+var backendOutcomes = [...]string{"ok", "error", "timeout", "circuit_open", "rejected"}
+
+// upstreamSeries are one upstream's backend series, looked up once: a
+// label lookup hashes the values and takes the vector's lock on every
+// call, which the per-call path need not repeat. An outcome's series is
+// made when it first happens, as WithLabelValues would.
+type upstreamSeries struct {
+	name     string
+	vec      *prometheus.CounterVec
+	outcomes [len(backendOutcomes)]atomic.Pointer[prometheus.Counter]
+	duration prometheus.Observer
+}
+
+// outcome is the counter of outcome o of manifold_backend_requests_total.
+func (u *upstreamSeries) outcome(o string) prometheus.Counter {
+	i := 1 // error
+	for j, name := range backendOutcomes {
+		if name == o {
+			i = j
+			break
+		}
+	}
+	if c := u.outcomes[i].Load(); c != nil {
+		return *c
+	}
+	c := u.vec.WithLabelValues(u.name, backendOutcomes[i])
+	u.outcomes[i].Store(&c)
+	return c
+}
+
+// upstream returns name's series, made on first use. The set is bounded
+// by the configured upstream names (never by traffic), and these series
+// are never deleted, so a cached one is always the exported one.
+func (m *Metrics) upstream(name string) *upstreamSeries {
+	if u, ok := m.upstreams.Load(name); ok {
+		return u.(*upstreamSeries)
+	}
+	u := &upstreamSeries{name: name, vec: m.backendRequests, duration: m.backendDuration.WithLabelValues(name)}
+	got, _ := m.upstreams.LoadOrStore(name, u)
+	return got.(*upstreamSeries)
 }
 
 // redisError counts one failed Redis call of a store: redis limit.
