@@ -82,6 +82,11 @@ func (hc *healthChecker) run(ctx context.Context, u *Upstream) {
 			}
 			healthy := in.healthy.Load()
 			switch {
+			case in.refs.Load() > 1:
+				// A reload's build holds it too, until one of the two
+				// upstreams is closed: the one left decides (the counts
+				// go on), so this checker cannot undo what the new
+				// configuration set (no health_check: in rotation).
 			case healthy && fails[i] >= cfg.UnhealthyAfter:
 				in.healthy.Store(false)
 				in.hooks.Load().logger.Warn("upstream instance failed its health checks: out of rotation", "failed_checks", fails[i])
