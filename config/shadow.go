@@ -86,3 +86,38 @@ func shadowNamed(ep *Endpoint, name string) (int, bool) {
 	}
 	return 0, false
 }
+
+// validateShadowUpstreams refuses a shadow backend whose upstream also
+// serves real calls: the copy would go through that upstream's bulkhead,
+// circuit breaker and outlier ejection, so shadow load could reject, trip
+// or eject the real calls, and a shadow call must never change an answer.
+func validateShadowUpstreams(cfg *Config, c *collector) {
+	realUse := map[string]string{} // upstream -> the first real backend calling it
+	for i, ep := range cfg.Endpoints {
+		if ep == nil {
+			continue
+		}
+		for j, be := range ep.Backends {
+			if be != nil && !be.Shadow {
+				if _, ok := realUse[be.Upstream]; !ok {
+					realUse[be.Upstream] = fmt.Sprintf("endpoints[%d].backends[%d]", i, j)
+				}
+			}
+		}
+	}
+	for i, ep := range cfg.Endpoints {
+		if ep == nil {
+			continue
+		}
+		for j, be := range ep.Backends {
+			if be == nil || !be.Shadow {
+				continue
+			}
+			if by, ok := realUse[be.Upstream]; ok {
+				c.add(fmt.Sprintf("endpoints[%d].backends[%d].upstream", i, j),
+					"%q also serves real calls (%s): a shadow copy would share its bulkhead, circuit breaker and outlier ejection and could change their answers; give the shadow an upstream of its own (e.g. %s-shadow with the same url)",
+					be.Upstream, by, be.Upstream)
+			}
+		}
+	}
+}

@@ -30,7 +30,7 @@ func TestShadowBackendsValid(t *testing.T) {
 	cfg := mustLoad(t, withBackends(
 		`{upstream: users, path: "/users/{id}", group: user, target: data}`,
 		`{upstream: orders, path: "/users/{id}", group: user, target: data, shadow: true}`,
-		`{upstream: orders, path: "/orders/{user.id}", group: orders}`,
+		`{upstream: users, path: "/orders/{user.id}", group: orders}`,
 	), nil)
 	ep := cfg.Endpoints[0]
 	if !ep.Backends[1].Shadow || ep.Backends[0].Shadow || ep.Backends[2].Shadow {
@@ -92,6 +92,8 @@ func TestShadowProblems(t *testing.T) {
 			path: "endpoints[0].backends[2].path", words: []string{`"v2"`, "backends[1], a shadow backend", "discarded"}},
 		{name: "depended on", yaml: withBackends(real, shadow(", name: v2"), `{upstream: users, path: "/x", group: x, depends_on: [v2]}`),
 			path: "endpoints[0].backends[2].depends_on[0]", words: []string{"a shadow backend"}},
+		{name: "upstream shared with real calls", yaml: withBackends(real, shadow(""), `{upstream: orders, path: "/o", group: o}`),
+			path: "endpoints[0].backends[1].upstream", words: []string{`"orders" also serves real calls (endpoints[0].backends[2])`, "an upstream of its own"}},
 		{name: "foreach over a shadow", yaml: withBackends(real, shadow(", name: v2"), `{upstream: users, path: "/x/{item}", group: x, foreach: v2.ids}`),
 			path: "endpoints[0].backends[2].foreach", words: []string{"a shadow backend"}},
 	})

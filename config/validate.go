@@ -78,6 +78,7 @@ func validate(cfg *Config, c *collector) {
 		}
 		seen[key] = i
 	}
+	validateShadowUpstreams(cfg, c)
 	checkRoutes(cfg, c)
 }
 
