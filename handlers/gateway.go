@@ -244,8 +244,10 @@ func (g *Gateway) Retire(next *Gateway) {
 		}
 		if kept != nil && g.engine == nil {
 			// g's build failed (New sets engine last): it reported its own
-			// instances at kept's addresses, so kept's states go back.
+			// instances at kept's addresses and its own fresh breaker's
+			// state, so kept's states go back.
 			kept.ReportInstances()
+			g.metrics.BreakerChanged(name, kept.BreakerState())
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -277,5 +279,44 @@ endpoints:
 	want := fmt.Sprintf(`manifold_backend_coalesced_total{upstream="shared"} %d`, 3-arrivals.Load())
 	if lines := scrape(t, m, "manifold_backend_coalesced_total"); !hasLine(lines, want) {
 		t.Errorf("want %s, got:\n%s", want, strings.Join(lines, "\n"))
+	}
+}
+
+// A reload whose build fails after it built a changed upstream leaves the
+// running upstream's breaker state exported, not the failed build's fresh
+// "closed".
+func TestFailedReloadKeepsBreakerState(t *testing.T) {
+	keys(t)
+	bad := newCounting(t)
+	bad.status.Store(500)
+	m := handlers.NewMetrics()
+	y := fmt.Sprintf(`
+upstreams:
+  users: {url: "%s", circuit_breaker: {consecutive_failures: 1, open_timeout: 1m}}
+endpoints:
+  - path: /u
+    backends: [{upstream: users, path: /u}]
+`, bad.url)
+	base, a := gatewayWith(t, y, nil, handlers.Options{Metrics: m})
+	get(t, base+"/u")
+	open := `manifold_circuit_state{upstream="users"} 2`
+	if !hasLine(scrape(t, m, "manifold_circuit_state"), open) {
+		t.Fatal("breaker not open")
+	}
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(file, jwkSet(rsaKey.jwk(true)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	changed := "auth:\n  jwt: {jwks_file: " + file + ", issuer: https://idp.test/, audience: [api], algorithms: [RS256]}\n" +
+		strings.Replace(y, "open_timeout: 1m", "open_timeout: 2m", 1)
+	cfg := mustParse(t, changed)
+	if err := os.WriteFile(file, []byte("not a key set"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := handlers.New(cfg, handlers.Options{Metrics: m, Previous: a}); err == nil {
+		t.Fatal("the build did not fail")
+	}
+	if lines := scrape(t, m, "manifold_circuit_state"); !hasLine(lines, open) {
+		t.Errorf("after a failed reload the running breaker is not reported open:\n%s", strings.Join(lines, "\n"))
 	}
 }
