@@ -6,6 +6,7 @@
 #   bench/run.sh --peer nginx -only S1,S5 # nginx: the passthrough floor (S5 only)
 #   bench/run.sh --peer NAME --peer-cmd 'CMD {addr} {stub}' [--peer-scenarios S2,S4]
 #   bench/run.sh -only pools -name results-pools  # upstream pools: hedging, coalescing (~3 min)
+#   bench/run.sh -only S1,S6,S7 -duration 6s -name results-growth  # how cost grows: width, body size (~4 min)
 # With a peer, each repetition runs Manifold, then the peer, on the same core;
 # the report gives CPU per request as a multiple of the run's S1 floor and
 # peer ÷ Manifold. KrakenD comes from ../shared/peers (--peer-dir).

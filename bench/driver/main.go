@@ -19,6 +19,11 @@
 // fixed request rate, and coalescing on and off under 64 identical
 // requests at once, with the upstream calls counted at the stub.
 //
+// The growth scenarios (-only S6,S7; not in the default selection) show
+// how cost grows: S6 merges 1, 3, 10 and 30 backends of ~700 B with
+// distinct keys, S7 three backends of 1, 10, 100 and 1000 KiB; the report
+// adds a table per family with the increment per extra backend or KiB.
+//
 // Run it through bench/run.sh, which installs wrk and time when missing.
 // Everything runs on 127.0.0.1; every process it starts is stopped by PID,
 // also on error, interrupt, or when the run exceeds its time bound.
@@ -33,6 +38,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"math/big"
 	"net/http"
 	"os"
@@ -60,6 +66,13 @@ type scenario struct {
 	// have their repetitions interleaved (P1, P2, P1, P2, ...), so that the
 	// two sides of a comparison see the same conditions.
 	Group string `json:",omitempty"`
+	// Growth scenarios (S6 width, S7 size; not in the default selection,
+	// -only S6,S7 picks each family whole): Backends are the stub paths the
+	// endpoint merges, which the answer check unions; Size is the number of
+	// backends (S6) or each backend's body in KiB (S7), the x of the
+	// growth table.
+	Backends []string `json:",omitempty"`
+	Size     int      `json:",omitempty"`
 }
 
 var scenarios = []scenario{
@@ -70,12 +83,39 @@ var scenarios = []scenario{
 	{ID: "S4", Name: "/single: 1 backend", Target: "gateway", Path: "/single", Connections: 64, Floor: "S1"},
 	{ID: "S5", Name: "/raw: passthrough", Target: "gateway", Path: "/raw", Connections: 64, Floor: "S1"},
 	// The pool scenarios (pools.go): not in the default selection; -only pools.
+	// The growth scenarios (not in the default selection; -only S6,S7).
+	growth("S6", 1), growth("S6", 3), growth("S6", 10), growth("S6", 30),
+	growth("S7", 1), growth("S7", 10), growth("S7", 100), growth("S7", 1000),
 	{ID: "P1", Name: "/pool-agg: 3 backends merged, 3 instances, hedging off, 1000 rps", Target: "pools", Path: "/pool-agg", Rate: 1000, Group: "hedge"},
 	{ID: "P2", Name: "/pool-agg-hedged: the same, hedge after 10ms, max 5 %", Target: "pools", Path: "/pool-agg-hedged", Rate: 1000, Group: "hedge"},
 	{ID: "P3", Name: "/pool-rr-agg: P1 with balance: round_robin", Target: "pools", Path: "/pool-rr-agg", Rate: 1000, Group: "hedge-rr"},
 	{ID: "P4", Name: "/pool-rr-agg-hedged: P2 with balance: round_robin", Target: "pools", Path: "/pool-rr-agg-hedged", Rate: 1000, Group: "hedge-rr"},
 	{ID: "C1", Name: "/coal: 64 conns, one URL, 20ms backend, coalesce on", Target: "pools", Path: "/coal", Connections: 64, Group: "coalesce"},
 	{ID: "C2", Name: "/nocoal: the same, coalesce off", Target: "pools", Path: "/nocoal", Connections: 64, Group: "coalesce"},
+}
+
+// growth is one S6 scenario (n backends of ~700 B, /wN) or S7 scenario
+// (3 backends of n KiB each, /sizeN), as bench/manifold.yaml serves them.
+func growth(family string, n int) scenario {
+	sc := scenario{Target: "gateway", Connections: 64, Floor: "S1", Size: n}
+	if family == "S6" {
+		sc.ID, sc.Name, sc.Path = fmt.Sprintf("S6.%d", n), fmt.Sprintf("/w%d: %d backend%s of ~700 B merged", n, n, map[bool]string{true: "s"}[n > 1]), fmt.Sprintf("/w%d", n)
+		for i := range n {
+			sc.Backends = append(sc.Backends, fmt.Sprintf("/w/%d", i))
+		}
+		return sc
+	}
+	sc.ID, sc.Name, sc.Path = fmt.Sprintf("S7.%d", n), fmt.Sprintf("/size%d: 3 backends of %d KiB merged", n, n), fmt.Sprintf("/size%d", n)
+	for _, p := range []string{"a", "b", "c"} {
+		sc.Backends = append(sc.Backends, fmt.Sprintf("/sized?kb=%d&p=%s", n, p))
+	}
+	return sc
+}
+
+// family is a scenario's ID before the dot: S6.10 is in family S6.
+func family(id string) string {
+	f, _, _ := strings.Cut(id, ".")
+	return f
 }
 
 // run is one repetition's measurements.
@@ -168,7 +208,7 @@ func main() {
 	must(command(root, 10*time.Minute, "go", "build", "-o", stubBin, "./bench/stub").Run())
 
 	gws := []*gateway{{Name: "manifold", Version: version(gwBin, "--version"), Command: "manifold run -c bench/manifold.yaml",
-		addr: gatewayAddr, health: "/__health", byteExactSingle: true, Scenarios: []string{"S2", "S3", "S4", "S5"},
+		addr: gatewayAddr, health: "/__health", byteExactSingle: true, Scenarios: manifoldScenarios(),
 		run: func() *proc { return start(root, "manifold", "0", gwBin, "run", "-c", "bench/manifold.yaml") }}}
 	if *peer != "" || *peerCmd != "" {
 		dir, err := filepath.Abs(*peerDir)
@@ -319,18 +359,30 @@ func main() {
 	log.Printf("wrote %s.json, %s.md and %s.svg in %s", base, base, chartName, *outDir)
 }
 
+// manifoldScenarios are the gateway scenarios bench/manifold.yaml serves.
+func manifoldScenarios() []string {
+	var ids []string
+	for _, sc := range scenarios {
+		if sc.Target == "gateway" {
+			ids = append(ids, sc.ID)
+		}
+	}
+	return ids
+}
+
 // selectScenarios picks -only's scenarios in table order: by default
 // S1–S5, "pools" standing for P1–P4, C1 and C2.
 func selectScenarios(only string) []scenario {
 	var sel []scenario
 	want := strings.Split(only, ",")
 	for _, sc := range scenarios {
-		if (only == "" && sc.Target != "pools") || slices.Contains(want, sc.ID) || (sc.Target == "pools" && slices.Contains(want, "pools")) {
+		grown := sc.Size > 0 && slices.Contains(want, family(sc.ID))
+		if (only == "" && sc.Target != "pools" && sc.Size == 0) || slices.Contains(want, sc.ID) || grown || (sc.Target == "pools" && slices.Contains(want, "pools")) {
 			sel = append(sel, sc)
 		}
 	}
 	for _, id := range want {
-		if only != "" && id != "pools" && !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.ID == id }) {
+		if only != "" && id != "pools" && !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.ID == id || (s.Size > 0 && family(s.ID) == id) }) {
 			log.Fatalf("-only: no scenario %q", id)
 		}
 	}
@@ -440,6 +492,12 @@ func checkAnswers(g *gateway) error {
 		if err != nil {
 			return err
 		}
+		if len(sc.Backends) > 0 {
+			if err := checkUnion(sc, b); err != nil {
+				return err
+			}
+			continue
+		}
 		switch sc.Path {
 		case "/agg", "/agg-slow":
 			v, err := decode(b)
@@ -463,6 +521,31 @@ func checkAnswers(g *gateway) error {
 				return fmt.Errorf("%s: answer differs from the stub's /a:\n%s\n%s", sc.Path, b, stubBodies[0])
 			}
 		}
+	}
+	return nil
+}
+
+// checkUnion makes sure b, a growth scenario's answer, is exactly the
+// union of the stub's answers at sc.Backends.
+func checkUnion(sc scenario, b []byte) error {
+	union := map[string]any{}
+	for _, p := range sc.Backends {
+		sb, err := get("http://" + stubAddr + p)
+		if err != nil {
+			return err
+		}
+		v, err := decode(sb)
+		if err != nil {
+			return fmt.Errorf("stub %s: %v", p, err)
+		}
+		maps.Copy(union, v.(map[string]any))
+	}
+	v, err := decode(b)
+	if err != nil {
+		return fmt.Errorf("%s: %v", sc.Path, err)
+	}
+	if !sameJSON(v, union) {
+		return fmt.Errorf("%s: not the union of %s (%d keys, want %d)", sc.Path, strings.Join(sc.Backends, ", "), len(v.(map[string]any)), len(union))
 	}
 	return nil
 }

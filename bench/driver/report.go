@@ -243,6 +243,7 @@ func markdown(rep report) string {
 			r.Scenario.ID, r.Scenario.Name, label(r.Gateway), m.RPS, l.RPS, h.RPS, m.P50Millis, m.P90Millis, m.P99Millis, l.P99Millis, h.P99Millis,
 			h.Errors, m.CPUMicros, l.CPUMicros, h.CPUMicros, x, float64(m.PeakRSSBytes)/1e6, m.IdleCPUMillis, l.Load1, h.Load1)
 	}
+	b.WriteString(growthMarkdown(rep))
 	b.WriteString(poolsMarkdown(rep))
 	return b.String()
 }
@@ -332,5 +333,55 @@ func chart(rep report) string {
 	panel(70+panelH+80, "p99 latency in this run (ms)", "",
 		func(r *result) float64 { return r.Median.P99Millis })
 	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+// growthMarkdown is how cost grows, for the S6 and S7 scenarios that ran:
+// CPU per request and peak RSS against the number of backends (S6) and the
+// body size (S7), with the increments between neighbours, so that one can
+// read the cost of one more backend against S1 (one upstream exchange) and
+// whether the cost per KiB stays flat (linear) as bodies grow.
+func growthMarkdown(rep report) string {
+	var b strings.Builder
+	unit := s1(rep.Results)
+	for _, f := range []struct{ family, x, per string }{
+		{"S6", "backends", "per extra backend"},
+		{"S7", "KiB per backend (3 backends)", "per extra KiB of merged body (3 × Δsize)"},
+	} {
+		var rs []*result
+		for _, sc := range scenarios {
+			if sc.Size > 0 && family(sc.ID) == f.family {
+				if r := find(rep.Results, sc.ID, "manifold"); r != nil {
+					rs = append(rs, r)
+				}
+			}
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s, how cost grows (medians; Δ = the increment from the row above, %s):\n\n", f.family, f.per)
+		fmt.Fprintf(&b, "| %s | rps | p99 ms | CPU µs/req | CPU ×S1 | Δ CPU µs | Δ ×S1 | peak RSS MB |\n|---|---|---|---|---|---|---|---|\n", f.x)
+		for i, r := range rs {
+			m := r.Median
+			x, d, dx := "—", "—", "—"
+			if unit > 0 {
+				x = fmt.Sprintf("%.2f", m.CPUMicros/unit)
+			}
+			if i > 0 {
+				p := rs[i-1]
+				n := float64(r.Scenario.Size - p.Scenario.Size)
+				if f.family == "S7" {
+					n *= 3
+				}
+				per := (m.CPUMicros - p.Median.CPUMicros) / n
+				d = fmt.Sprintf("%.3g", per)
+				if unit > 0 {
+					dx = fmt.Sprintf("%.3g", per/unit)
+				}
+			}
+			fmt.Fprintf(&b, "| %d | %.0f | %.2f | **%.1f** (%.1f–%.1f) | %s | %s | %s | %.1f |\n",
+				r.Scenario.Size, m.RPS, m.P99Millis, m.CPUMicros, r.Min.CPUMicros, r.Max.CPUMicros, x, d, dx, float64(m.PeakRSSBytes)/1e6)
+		}
+	}
 	return b.String()
 }
