@@ -14,6 +14,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/manifold-gw/manifold/internal/redistest"
 	"github.com/manifold-gw/manifold/limiter"
 )
 
@@ -85,7 +86,7 @@ func newLimit(t testing.TB, s *limiter.RedisStore, l limiter.RedisLimit) *limite
 // the same goroutine check at the end as startRedis.
 func newMiniredis(t *testing.T) (*miniredis.Miniredis, *redis.Client) {
 	t.Helper()
-	t.Cleanup(func() { waitRedisGoroutines(t) })
+	t.Cleanup(func() { redistest.WaitClientGoroutines(t) })
 	mr := miniredis.RunT(t)
 	// A generous timeout: these tests are about arithmetic, not time.
 	c := closeOnCleanup(t, limiter.NewRedisClient(limiter.RedisClientOptions{Addr: mr.Addr(), Timeout: 5 * time.Second}))
