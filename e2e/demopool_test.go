@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -86,9 +85,12 @@ func TestShippedDemoPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := launchWithEnv(t, cfgPath, addr, admin,
+	p := launch(t, cfgPath, addr, admin,
 		"MANIFOLD_SERVER_ADDRESS="+addr, "MANIFOLD_ADMIN_ADDRESS="+admin,
 		"DEMO_URL=http://"+addr, "DEMO_POOL_PORT="+port)
+	if strings.Contains(p.Logs(), "level=ERROR") {
+		t.Errorf("errors at start-up:\n%s", p.Logs())
+	}
 
 	for i := 1; i <= 3; i++ {
 		inst := fmt.Sprintf(`instance="127.0.0.%d:%s"`, i, port)
@@ -159,57 +161,4 @@ func TestShippedDemoPool(t *testing.T) {
 	if code, ok := p.Wait(20 * time.Second); !ok || code != 0 {
 		t.Errorf("after SIGTERM: exit %d (exited %v), want 0", code, ok)
 	}
-}
-
-// launchWithEnv is launch with extra environment variables (appended to
-// cleanEnv, so they win), for configs that take their addresses from it:
-// the shipped config.yaml, as .ci/run runs it.
-func launchWithEnv(t *testing.T, path, addr, admin string, env ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(binary, "run", "-c", path)
-	cmd.Env = append(cleanEnv(), env...)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	p := &proc{t: t, cmd: cmd, cfgPath: path, addr: addr, admin: admin, logs: logs,
-		done: make(chan struct{}), client: newClient(t, false)}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start manifold: %v", err)
-	}
-	go func() {
-		_ = cmd.Wait()
-		p.exitAt = time.Now()
-		p.state = cmd.ProcessState
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("manifold pid %d did not die after SIGKILL", cmd.Process.Pid)
-			}
-		}
-		if t.Failed() {
-			t.Logf("manifold pid %d (%s) logs:\n%s", cmd.Process.Pid, addr, tail(logs.String(), 60))
-		}
-	})
-	waitFor(t, 10*time.Second, 20*time.Millisecond, "/__health 200 and the admin listener", func() (bool, string) {
-		select {
-		case <-p.done:
-			t.Fatalf("manifold exited during start-up (%v):\n%s", p.state, logs.String())
-		default:
-		}
-		code, _, err := p.get("/__health", nil)
-		if err != nil || code != http.StatusOK {
-			return false, fmt.Sprintf("/__health: %d %v", code, err)
-		}
-		return accepts(admin), "admin " + admin + " not accepting yet"
-	})
-	if strings.Contains(p.Logs(), "level=ERROR") {
-		t.Errorf("errors at start-up:\n%s", p.Logs())
-	}
-	return p
 }

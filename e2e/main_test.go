@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,10 +147,10 @@ func startManifold(t *testing.T, tmpl string) *proc {
 // answers 200 and its admin listener, if the config has one, accepts
 // connections. The process is killed (if still running) and reaped when
 // the test ends, whatever its outcome.
-func launch(t *testing.T, path, addr, admin string) *proc {
+func launch(t *testing.T, path, addr, admin string, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, "run", "-c", path)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...) // appended, so they win
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	p := &proc{t: t, cmd: cmd, cfgPath: path, addr: addr, admin: admin, logs: logs,
@@ -181,9 +182,10 @@ func launch(t *testing.T, path, addr, admin string) *proc {
 	// The admin listener opens just after the main one, so /__health alone
 	// would let a test scrape /metrics before anything listens there (a
 	// race that a loaded machine loses): when the config names the admin
-	// address, start-up also waits for it to accept connections.
+	// address (or env sets it), start-up also waits for it to accept
+	// connections.
 	cfg, _ := os.ReadFile(path)
-	waitAdmin := admin != "" && strings.Contains(string(cfg), admin)
+	waitAdmin := admin != "" && (strings.Contains(string(cfg), admin) || slices.Contains(env, "MANIFOLD_ADMIN_ADDRESS="+admin))
 	healthy := false
 	deadline := time.Now().Add(10 * time.Second)
 	for {
