@@ -324,7 +324,7 @@ func FuzzRender(f *testing.F) {
 		if ru.Host != "" || ru.EscapedPath() != pathPart || ru.RawQuery != rawQuery {
 			t.Fatalf("%q parses as host %q path %q query %q", uri, ru.Host, ru.EscapedPath(), ru.RawQuery)
 		}
-		origin, _ := url.Parse(b.Upstream.origin + "/")
+		origin, _ := url.Parse(b.Upstream.instances[0].origin + "/")
 		if abs := origin.ResolveReference(ru); abs.EscapedPath() != pathPart || abs.Host != base.Host {
 			t.Fatalf("%q resolves to %q", uri, abs)
 		}

@@ -167,12 +167,12 @@ func FuzzRequestURI(f *testing.F) {
 		if ru.Host != "" || ru.EscapedPath() != pathPart || ru.RawQuery != rawQuery {
 			t.Fatalf("%q parses as host %q path %q query %q", uri, ru.Host, ru.EscapedPath(), ru.RawQuery)
 		}
-		req, err := http.NewRequest(http.MethodGet, c.backend.Upstream.origin+uri, nil)
+		req, err := http.NewRequest(http.MethodGet, c.backend.Upstream.instances[0].origin+uri, nil)
 		if err != nil {
-			t.Fatalf("stdlib URL %q: %v", c.backend.Upstream.origin+uri, err)
+			t.Fatalf("stdlib URL %q: %v", c.backend.Upstream.instances[0].origin+uri, err)
 		}
 		if req.URL.Host != base.Host || req.Host != base.Host || req.URL.EscapedPath() != pathPart || req.URL.RawQuery != rawQuery {
-			t.Fatalf("stdlib URL %q: host %q path %q query %q", c.backend.Upstream.origin+uri, req.URL.Host, req.URL.EscapedPath(), req.URL.RawQuery)
+			t.Fatalf("stdlib URL %q: host %q path %q query %q", c.backend.Upstream.instances[0].origin+uri, req.URL.Host, req.URL.EscapedPath(), req.URL.RawQuery)
 		}
 	})
 }

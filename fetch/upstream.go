@@ -30,7 +30,6 @@ type Upstream struct {
 	Name string
 
 	cfg        *config.Upstream
-	origin     string      // scheme://host, for the stdlib client's URLs
 	pathPrefix string      // the URL's path prefix, escaped, no trailing slash
 	headers    http.Header // static headers, names as written (User-Agent aside, see NewUpstream)
 	// hasUserAgent: a static header sets User-Agent, so Manifold's is not sent.
@@ -101,7 +100,6 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 	u := &Upstream{
 		Name:         cfg.Name,
 		cfg:          cfg,
-		origin:       cfg.BaseURL.Scheme + "://" + cfg.BaseURL.Host,
 		pathPrefix:   cfg.BaseURL.EscapedPath(),
 		headers:      h,
 		hasUserAgent: hasUA,
