@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/manifold-gw/manifold/config"
+	"github.com/manifold-gw/manifold/handlers"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
@@ -210,6 +211,11 @@ func suggestCommand(name string) string {
 func load(src source, stderr io.Writer, quiet bool) (*config.Config, bool) {
 	path := src.path
 	cfg, err := config.Load(path, nil)
+	if err == nil {
+		// The key set of auth.jwt.jwks_file, as the Gateway will load it:
+		// a set with no key it can use is refused here, not by run alone.
+		err = handlers.CheckKeys(cfg)
+	}
 	if err != nil || !quiet {
 		for _, w := range config.Warnings(cfg, err) {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)

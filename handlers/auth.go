@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -173,13 +174,9 @@ func (g *Gateway) newAuth(prev *Gateway) error {
 	case jc.Secret != "":
 		v.keys = staticKeys(secretKeySet([]byte(jc.Secret)))
 	case jc.JWKSFile != "":
-		b, err := readFileLimited(jc.JWKSFile, maxJWKSBytes)
+		set, err := loadKeyFile(g.cfg, g.logger)
 		if err != nil {
-			return fmt.Errorf("auth.jwt.jwks_file: %w", err)
-		}
-		set, err := parseKeySet(b, g.logger)
-		if err != nil {
-			return fmt.Errorf("auth.jwt.jwks_file: %s: %w", jc.JWKSFile, err)
+			return err
 		}
 		v.keys = staticKeys(set)
 	default:
@@ -206,6 +203,59 @@ func (g *Gateway) retireAuth(next *Gateway) {
 	if !g.auth.handedOver.Load() {
 		g.auth.keys.close()
 	}
+}
+
+// CheckKeys reads and parses cfg's auth.jwt.jwks_file as building a
+// Gateway does, and refuses it for the same reasons, without building
+// anything: config validation only sees that the file is a JWK set, so
+// `manifold check` (and run, before it starts anything) calls this to
+// refuse a set whose keys the gateway cannot use, rather than passing a
+// file that run would then stop on. The error is config.Problems, one
+// problem at auth.jwt.jwks_file; nil without a jwks_file.
+func CheckKeys(cfg *config.Config) error {
+	if jc := cfg.Auth.JWT; jc == nil || jc.JWKSFile == "" {
+		return nil
+	}
+	_, err := loadKeyFile(cfg, slog.New(slog.DiscardHandler))
+	return err
+}
+
+// loadKeyFile reads and parses auth.jwt.jwks_file. The set must hold a key
+// that verifies one of auth.jwt.algorithms: otherwise every token would be
+// refused. A failure is a config.Problem at auth.jwt.jwks_file naming the
+// file, why each key was left out, and the fix.
+func loadKeyFile(cfg *config.Config, logger *slog.Logger) (*keySet, error) {
+	jc := cfg.Auth.JWT
+	problem := func(format string, args ...any) error {
+		return config.Problems{{File: cfg.File, Path: "auth.jwt.jwks_file", Message: fmt.Sprintf(format, args...)}}
+	}
+	algs := strings.Join(jc.Algorithms, ", ")
+	b, err := readFileLimited(jc.JWKSFile, maxJWKSBytes)
+	if err != nil {
+		return nil, problem("cannot read the key set: %v", err)
+	}
+	set, err := parseKeySet(b, logger)
+	var none *noUsableKeyError
+	switch {
+	case errors.As(err, &none):
+		return nil, problem("%s has no usable signature key: %s; give at least one public key that verifies %s (RSA of 2048 bits or more for RS*/PS*, EC P-256, P-384 or P-521 for ES256/384/512, Ed25519 for EdDSA), with use \"sig\" or no use, and no alg or one of those",
+			jc.JWKSFile, strings.Join(none.skipped, "; "), algs)
+	case err != nil:
+		return nil, problem("%s: %v", jc.JWKSFile, err)
+	}
+	for _, e := range set.all {
+		for _, a := range jc.Algorithms {
+			if e.verifies(a) {
+				return set, nil
+			}
+		}
+	}
+	var have []string
+	for _, e := range set.all {
+		have = append(have, fmt.Sprintf("%s verifies only %s", e.label, strings.Join(slices.Sorted(maps.Keys(e.opts)), ", ")))
+	}
+	return nil, problem("%s has no key for auth.jwt.algorithms (%s): %s; give at least one key for %s, or list the algorithms its keys verify in auth.jwt.algorithms",
+		jc.JWKSFile, algs, strings.Join(have, "; "), algs)
 }
 
 func readFileLimited(path string, limit int64) ([]byte, error) {
@@ -591,6 +641,8 @@ func (g *Gateway) rejectAuth(c *gin.Context, ea *endpointAuth, f *authFailure) {
 // keyEntry is one verification key with the algorithms it may verify.
 type keyEntry struct {
 	kid string
+	// label names the key in messages: its kid quoted, else keys[i].
+	label string
 	// opts holds jwt.WithKey(alg, key) for each algorithm the key verifies.
 	opts map[string]jwt.ParseOption
 }
@@ -652,13 +704,24 @@ func secretKeySet(secret []byte) *keySet {
 	return &keySet{secret: e}
 }
 
+// noUsableKeyError is parseKeySet's error for a set with no key it keeps:
+// why each key was left out, one entry per key.
+type noUsableKeyError struct{ skipped []string }
+
+func (e *noUsableKeyError) Error() string {
+	if len(e.skipped) == 0 {
+		return "no usable signature key in the set: it has no keys"
+	}
+	return "no usable signature key in the set: " + strings.Join(e.skipped, "; ")
+}
+
 // parseKeySet parses a JWK set and keeps its signature keys: public RSA
 // (2048 bits or more), EC (P-256, P-384, P-521) and Ed25519 keys, each with
 // the algorithms its type allows, or only its own alg when it has one.
 // Each key is parsed on its own (jwx), so that one the gateway cannot use
 // (a symmetric key, an encryption key, a type or size jwx refuses) is
 // skipped with a warning rather than taking the others down with it; a set
-// left with no key is an error.
+// left with no key is a *noUsableKeyError saying why each was left out.
 func parseKeySet(b []byte, logger *slog.Logger) (*keySet, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
@@ -667,47 +730,60 @@ func parseKeySet(b []byte, logger *slog.Logger) (*keySet, error) {
 		return nil, fmt.Errorf("not a JWK set: %w", err)
 	}
 	ks := &keySet{byKID: map[string][]*keyEntry{}}
+	var skipped []string
 	for i, rawKey := range set.Keys {
 		k, err := jwk.ParseKey(rawKey)
 		if err != nil {
 			logger.Warn("jwks: key skipped", "index", i, "error", err.Error())
+			var named struct {
+				Kid string `json:"kid"`
+			}
+			_ = json.Unmarshal(rawKey, &named)
+			skipped = append(skipped, fmt.Sprintf("%s: %v", keyLabel(i, named.Kid), err))
 			continue
 		}
 		kid, _ := k.KeyID()
+		label := keyLabel(i, kid)
 		if use, ok := k.KeyUsage(); ok && use != "sig" {
+			skipped = append(skipped, fmt.Sprintf("%s: use %q, not \"sig\"", label, use))
 			continue
 		}
 		var raw any
 		if err := jwk.Export(k, &raw); err != nil {
 			logger.Warn("jwks: key skipped", "kid", kid, "error", err.Error())
+			skipped = append(skipped, fmt.Sprintf("%s: %v", label, err))
 			continue
 		}
 		var algs []jwa.SignatureAlgorithm
+		why := fmt.Sprintf("kty %s is not a public signature key (a symmetric key is never taken from a key set)", k.KeyType())
 		switch pk := raw.(type) {
 		case *rsa.PrivateKey:
 			raw = &pk.PublicKey
-			algs = rsaAlgs(&pk.PublicKey)
+			algs, why = rsaAlgs(&pk.PublicKey), fmt.Sprintf("an RSA key of %d bits, under %d", pk.N.BitLen(), minRSABits)
 		case *rsa.PublicKey:
-			algs = rsaAlgs(pk)
+			algs, why = rsaAlgs(pk), fmt.Sprintf("an RSA key of %d bits, under %d", pk.N.BitLen(), minRSABits)
 		case *ecdsa.PrivateKey:
 			raw = &pk.PublicKey
-			algs = ecAlgs(&pk.PublicKey)
+			algs, why = ecAlgs(&pk.PublicKey), "an EC curve other than P-256, P-384 or P-521"
 		case *ecdsa.PublicKey:
-			algs = ecAlgs(pk)
+			algs, why = ecAlgs(pk), "an EC curve other than P-256, P-384 or P-521"
 		case ed25519.PrivateKey:
 			raw = pk.Public()
 			algs = []jwa.SignatureAlgorithm{jwa.EdDSA()}
 		case ed25519.PublicKey:
 			algs = []jwa.SignatureAlgorithm{jwa.EdDSA()}
 		}
-		if own, ok := k.Algorithm(); ok {
+		if own, ok := k.Algorithm(); ok && len(algs) > 0 {
+			verifies := algNames(algs)
 			algs = slices.DeleteFunc(algs, func(a jwa.SignatureAlgorithm) bool { return a.String() != own.String() })
+			why = fmt.Sprintf("alg %s, which its kty %s cannot verify (it verifies %s)", own, k.KeyType(), verifies)
 		}
 		if len(algs) == 0 {
 			logger.Warn("jwks: key skipped: not a usable signature key", "kid", kid, "kty", k.KeyType().String())
+			skipped = append(skipped, label+": "+why)
 			continue
 		}
-		e := &keyEntry{kid: kid, opts: make(map[string]jwt.ParseOption, len(algs))}
+		e := &keyEntry{kid: kid, label: label, opts: make(map[string]jwt.ParseOption, len(algs))}
 		for _, alg := range algs {
 			e.opts[alg.String()] = jwt.WithKey(alg, raw)
 		}
@@ -717,9 +793,26 @@ func parseKeySet(b []byte, logger *slog.Logger) (*keySet, error) {
 		}
 	}
 	if len(ks.all) == 0 {
-		return nil, errors.New("no usable signature key in the set")
+		return nil, &noUsableKeyError{skipped: skipped}
 	}
 	return ks, nil
+}
+
+// keyLabel names the i-th key of a set in messages: its kid, quoted, else
+// its index.
+func keyLabel(i int, kid string) string {
+	if kid != "" {
+		return fmt.Sprintf("%.64q", kid)
+	}
+	return fmt.Sprintf("keys[%d]", i)
+}
+
+func algNames(algs []jwa.SignatureAlgorithm) string {
+	names := make([]string, len(algs))
+	for i, a := range algs {
+		names[i] = a.String()
+	}
+	return strings.Join(names, ", ")
 }
 
 func rsaAlgs(k *rsa.PublicKey) []jwa.SignatureAlgorithm {
