@@ -24,6 +24,15 @@
 // distinct keys, S7 three backends of 1, 10, 100 and 1000 KiB; the report
 // adds a table per family with the increment per extra backend or KiB.
 //
+// The concurrency scenario (-only S8; s8.go) holds 1,000, 5,000 and 10,000
+// client connections (-s8-levels) on an endpoint whose three backends
+// answer after 200 ms, and reports per level the throughput, latency,
+// errors, RSS per connection and the gateway's goroutines before, at peak
+// and after the level drains. The fixed-rate scenario (-only FR;
+// openloop.go) drives S2's /agg open loop, with vegeta's library, at
+// -fr-percent (50 %) of the saturation measured in the same run, and
+// reports p50, p99, p99.9 and max; with a peer, both at the same rate.
+//
 // Run it through bench/run.sh, which installs wrk and time when missing.
 // Everything runs on 127.0.0.1; every process it starts is stopped by PID,
 // also on error, interrupt, or when the run exceeds its time bound.
@@ -146,6 +155,24 @@ type run struct {
 	Coalesced     int `json:"coalesced,omitempty"`
 	// InstanceCalls splits UpstreamCalls by stub listener (not summarised).
 	InstanceCalls map[string]int `json:"instance_calls,omitempty"`
+	// ErrorDetail breaks Errors down (wrk: non-2xx and socket errors;
+	// vegeta: status codes and error texts); not summarised.
+	ErrorDetail string `json:"error_detail,omitempty"`
+	// S8 only (s8.go): the gateway's RSS just before the level, (peak −
+	// that) ÷ connections, its goroutines before, at peak (sampled) and
+	// after the level drained, how long that took and whether it came back
+	// within s8Margin, the most requests in flight seen, and the peak open
+	// fds of the gateway and of the stub.
+	IdleRSSBytes     int64   `json:"idle_rss_bytes,omitempty"`
+	RSSPerConnKB     float64 `json:"rss_per_conn_kb,omitempty"`
+	GoroutinesBefore int     `json:"goroutines_before,omitempty"`
+	GoroutinesPeak   int     `json:"goroutines_peak,omitempty"`
+	GoroutinesAfter  int     `json:"goroutines_after,omitempty"`
+	DrainMillis      float64 `json:"drain_ms,omitempty"`
+	NotDrained       bool    `json:"not_drained,omitempty"`
+	InflightPeak     int     `json:"inflight_peak,omitempty"`
+	PeakFDs          int     `json:"peak_fds,omitempty"`
+	StubPeakFDs      int     `json:"stub_peak_fds,omitempty"`
 }
 
 type result struct {
@@ -178,11 +205,27 @@ func main() {
 	peerDir := flag.String("peer-dir", "../shared/peers", "where the krakend binary (.xz), krakend.json and nginx.conf are")
 	name := flag.String("name", "", "base name of the result files (default results, or results-PEER with a peer)")
 	pace := flag.String("pace", "", "internal: be the paced load generator, URL,RATE,DURATION (the driver runs itself so, pinned to core 1)")
+	levels := flag.String("s8-levels", "1000,5000,10000", "S8: the client connections of each level, in the order they run")
+	fdShortfall := flag.Bool("s8-fd-shortfall", false, "S8: run levels whose worst case (4 fds per connection) exceeds RLIMIT_NOFILE anyway; refused dials count as errors")
+	frPercent := flag.Int("fr-percent", 50, "FR: the rate, as a percentage of the lowest S2 saturation of the run's gateways")
+	openloop := flag.String("openloop", "", "internal: be the open-loop generator (vegeta), URL,RATE,DURATION (the driver runs itself so, pinned to core 1)")
 	flag.Parse()
 	if *pace != "" {
 		paceMain(*pace)
 		return
 	}
+	if *openloop != "" {
+		openLoopMain(*openloop)
+		return
+	}
+	if *frPercent < 1 || *frPercent > 100 {
+		log.Fatal("-fr-percent: want 1 to 100")
+	}
+	// FR, then the S8 levels, last in the table: they run after the other
+	// selected scenarios, S8 at the very end (see s8.go).
+	scenarios = append(scenarios, scenario{ID: "FR", Name: fmt.Sprintf("/agg at %d %% of S2's saturation, open loop", *frPercent),
+		Target: "openloop", Path: "/agg"})
+	scenarios = append(scenarios, s8Scenarios(s8Levels(*levels))...)
 	if *reps < 1 || *dur < time.Second {
 		log.Fatal("need -reps >= 1 and -duration >= 1s")
 	}
@@ -198,8 +241,26 @@ func main() {
 	cleanups = append(cleanups, func() { os.RemoveAll(tmp) })
 	defer cleanup()
 	withPools := slices.ContainsFunc(selected, func(s scenario) bool { return s.Target == "pools" })
-	for _, a := range append(slices.Clone(stubAddrs), gatewayAddr, peerAddr, poolsAddr, poolsAdminAddr) {
+	for _, a := range append(slices.Clone(stubAddrs), gatewayAddr, peerAddr, poolsAddr, poolsAdminAddr, adminAddr) {
 		portFree(a)
+	}
+	// S8: every process the driver starts inherits its fd limit, raised to
+	// the hard one (see s8.go); the main gateway gets its admin listener.
+	var conc *concurrencyInfo
+	var gwEnv []string
+	var s8Sel []int
+	for _, sc := range selected {
+		if sc.Target == "concurrency" {
+			s8Sel = append(s8Sel, sc.Connections)
+		}
+	}
+	if len(s8Sel) > 0 {
+		limit := raiseFDLimit()
+		conc = &concurrencyInfo{Levels: s8Sel, FDLimit: limit, WrkThreads: min(2, slices.Min(s8Sel)),
+			WrkTimeout: s8WrkTimeout.String(), Poll: s8Poll.String(), DrainBound: s8Drain.String(), DrainMargin: s8Margin, AdminAddress: adminAddr}
+		checkFDLimit(s8Sel, limit, *fdShortfall, conc)
+		gwEnv = []string{"env", "MANIFOLD_ADMIN_ADDRESS=" + adminAddr}
+		log.Printf("S8: RLIMIT_NOFILE %d for every process started; levels %v", limit, s8Sel)
 	}
 
 	log.Printf("building manifold (scripts/build.sh) and the stub")
@@ -207,13 +268,18 @@ func main() {
 	must(command(root, 10*time.Minute, "scripts/build.sh", gwBin).Run())
 	must(command(root, 10*time.Minute, "go", "build", "-o", stubBin, "./bench/stub").Run())
 
-	gws := []*gateway{{Name: "manifold", Version: version(gwBin, "--version"), Command: "manifold run -c bench/manifold.yaml",
+	gwCmd := append(slices.Clone(gwEnv), gwBin, "run", "-c", "bench/manifold.yaml")
+	gws := []*gateway{{Name: "manifold", Version: version(gwBin, "--version"), Command: strings.Join(append(gwEnv, "manifold run -c bench/manifold.yaml"), " "),
 		addr: gatewayAddr, health: "/__health", byteExactSingle: true, Scenarios: manifoldScenarios(),
-		run: func() *proc { return start(root, "manifold", "0", gwBin, "run", "-c", "bench/manifold.yaml") }}}
+		run: func() *proc { return start(root, "manifold", "0", gwCmd[0], gwCmd[1:]...) }}}
 	if *peer != "" || *peerCmd != "" {
 		dir, err := filepath.Abs(*peerDir)
 		must(err)
-		gws = append(gws, peerSetup(*peer, *peerCmd, dir, *peerScen, tmp))
+		g := peerSetup(*peer, *peerCmd, dir, *peerScen, tmp)
+		if g.supports("S2") { // FR drives S2's /agg
+			g.Scenarios = append(g.Scenarios, "FR")
+		}
+		gws = append(gws, g)
 	}
 	watchdog(bound(selected, gws, *reps, *dur, *warm))
 
@@ -226,6 +292,9 @@ func main() {
 		p := g.run()
 		procsOf[g.Name] = p
 		waitUp(p, "http://"+g.addr+g.health)
+		if g.Name == "manifold" && conc != nil {
+			waitUp(p, "http://"+adminAddr+"/metrics")
+		}
 		if err := checkAnswers(g); err != nil {
 			fatalf("%s gives wrong answers: %v", g.Name, err)
 		}
@@ -254,6 +323,8 @@ func main() {
 	log.Printf("load average before: %s", loadBefore)
 
 	var results []result
+	var fr *openLoopInfo
+	var s8Deadline time.Time
 	for _, batch := range batches(selected) {
 		type target struct {
 			sc   scenario
@@ -278,12 +349,40 @@ func main() {
 			}
 		}
 		load := func(t *target, d time.Duration) (run, error) {
-			if t.sc.Rate > 0 {
+			switch {
+			case t.sc.Target == "concurrency":
+				if time.Now().After(s8Deadline) {
+					fatalf("S8 took longer than its bound (%s)", s8Bound(s8Sel, *reps, *dur, *warm).Round(time.Second))
+				}
+				return s8Level(t.p, stub, t.url, t.sc.Connections, d)
+			case t.sc.Target == "openloop":
+				return openLoop(t.url, t.sc.Rate, d)
+			case t.sc.Rate > 0:
 				return paced(t.url, t.sc.Rate, d)
 			}
 			return wrk(t.url, t.sc.Connections, d)
 		}
+		if batch[0].Target == "openloop" && len(ts) > 0 {
+			// FR's rate: -fr-percent of the lowest saturation (openloop.go).
+			var fts []frTarget
+			for _, t := range ts {
+				fts = append(fts, frTarget{t.name, t.url})
+			}
+			fr = openLoopRate(results, fts, *frPercent, measureSaturation(*reps, *dur, *warm))
+			for _, t := range ts {
+				t.sc.Rate, t.res.Scenario.Rate = fr.Rate, fr.Rate
+			}
+			log.Printf("FR: saturation %v (%s); rate %d rps (%s)", fr.Saturation, fr.Source, fr.Rate, fr.Rule)
+		}
 		for _, t := range ts {
+			if t.sc.Target == "concurrency" {
+				// One warm-up before the first level only: each level
+				// starts from the state the previous one drained to.
+				if !s8Deadline.IsZero() {
+					continue
+				}
+				s8Deadline = time.Now().Add(s8Bound(s8Sel, *reps, *dur, *warm))
+			}
 			if _, err := load(t, *warm); err != nil {
 				fatalf("%s %s warm-up: %v", t.sc.ID, t.name, err)
 			}
@@ -341,6 +440,7 @@ func main() {
 		Date: time.Now().UTC().Format(time.RFC3339), Duration: dur.String(), Reps: *reps,
 		Machine: machine(), Commit: commit(root), Command: "bench/run.sh " + strings.Join(os.Args[1:], " "),
 		LoadBefore: loadBefore, LoadAfter: loadAfter, Gateways: gws, Pools: pools, Results: results,
+		Concurrency: conc, OpenLoop: fr,
 	}
 	rep.Ratios = ratios(results, gws)
 	base, chartName := "results", "chart"
@@ -354,35 +454,62 @@ func main() {
 	must(os.WriteFile(filepath.Join(*outDir, base+".json"), append(js, '\n'), 0o644))
 	table := markdown(rep)
 	must(os.WriteFile(filepath.Join(*outDir, base+".md"), []byte(table), 0o644))
-	must(os.WriteFile(filepath.Join(*outDir, chartName+".svg"), []byte(chart(rep)), 0o644))
+	wrote := []string{base + ".json", base + ".md"}
+	suffixed := func(sfx string) string { // -name results-s8: chart-s8.svg, not chart-s8-s8.svg
+		if strings.HasSuffix(chartName, sfx) {
+			return chartName + ".svg"
+		}
+		return chartName + sfx + ".svg"
+	}
+	charts := map[string]string{suffixed("-s8"): concurrencyChart(rep), suffixed("-fr"): openLoopChart(rep)}
+	if slices.ContainsFunc(results, func(r result) bool { return r.Scenario.Target == "gateway" }) {
+		charts[chartName+".svg"] = chart(rep)
+	}
+	for _, f := range slices.Sorted(maps.Keys(charts)) {
+		if charts[f] != "" {
+			must(os.WriteFile(filepath.Join(*outDir, f), []byte(charts[f]), 0o644))
+			wrote = append(wrote, f)
+		}
+	}
 	fmt.Print(table)
-	log.Printf("wrote %s.json, %s.md and %s.svg in %s", base, base, chartName, *outDir)
+	log.Printf("wrote %s in %s", strings.Join(wrote, ", "), *outDir)
 }
 
 // manifoldScenarios are the gateway scenarios bench/manifold.yaml serves.
 func manifoldScenarios() []string {
 	var ids []string
 	for _, sc := range scenarios {
-		if sc.Target == "gateway" {
+		if onGateway(sc) {
 			ids = append(ids, sc.ID)
 		}
 	}
 	return ids
 }
 
+// onGateway: the scenario is measured on the -peer gateways that serve it
+// (and on bench/manifold.yaml's Manifold), not on the stub or the pool one.
+func onGateway(sc scenario) bool {
+	return sc.Target == "gateway" || sc.Target == "concurrency" || sc.Target == "openloop"
+}
+
+// familied: -only picks the scenario by its family too (S6, S7, S8).
+func familied(sc scenario) bool { return sc.Size > 0 || sc.Target == "concurrency" }
+
 // selectScenarios picks -only's scenarios in table order: by default
-// S1–S5, "pools" standing for P1–P4, C1 and C2.
+// S1–S5, "pools" standing for P1–P4, C1 and C2, S6, S7 and S8 for their
+// families.
 func selectScenarios(only string) []scenario {
 	var sel []scenario
 	want := strings.Split(only, ",")
 	for _, sc := range scenarios {
-		grown := sc.Size > 0 && slices.Contains(want, family(sc.ID))
-		if (only == "" && sc.Target != "pools" && sc.Size == 0) || slices.Contains(want, sc.ID) || grown || (sc.Target == "pools" && slices.Contains(want, "pools")) {
+		grown := familied(sc) && slices.Contains(want, family(sc.ID))
+		byDefault := sc.Target == "gateway" || sc.Target == "stub"
+		if (only == "" && byDefault && sc.Size == 0) || slices.Contains(want, sc.ID) || grown || (sc.Target == "pools" && slices.Contains(want, "pools")) {
 			sel = append(sel, sc)
 		}
 	}
 	for _, id := range want {
-		if only != "" && id != "pools" && !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.ID == id || (s.Size > 0 && family(s.ID) == id) }) {
+		if only != "" && id != "pools" && !slices.ContainsFunc(scenarios, func(s scenario) bool { return s.ID == id || (familied(s) && family(s.ID) == id) }) {
 			log.Fatalf("-only: no scenario %q", id)
 		}
 	}
@@ -412,7 +539,14 @@ func bound(sel []scenario, gws []*gateway, reps int, dur, warm time.Duration) ti
 	var d time.Duration
 	for _, sc := range sel {
 		n := 1 // the stub, or the pool gateway
-		if sc.Target == "gateway" {
+		switch sc.Target {
+		case "concurrency":
+			d += s8Bound([]int{sc.Connections}, reps, dur, warm)
+			continue
+		case "openloop": // and the saturation runs, if S2 did not run
+			d += time.Duration(len(gws)) * (warm + time.Duration(reps)*(dur+time.Second))
+		}
+		if onGateway(sc) {
 			n = 0
 			for _, g := range gws {
 				if g.supports(sc.ID) {
@@ -484,10 +618,12 @@ func checkAnswers(g *gateway) error {
 			union[k] = x
 		}
 	}
+	checked := map[string]bool{}
 	for _, sc := range scenarios {
-		if sc.Target != "gateway" || !g.supports(sc.ID) {
+		if !onGateway(sc) || !g.supports(sc.ID) || checked[sc.Path] {
 			continue
 		}
+		checked[sc.Path] = true
 		b, err := get("http://" + g.addr + sc.Path)
 		if err != nil {
 			return err
@@ -614,10 +750,20 @@ var (
 
 // wrk runs one pinned wrk (1 thread, keep-alive) on core 1, beside the stub.
 func wrk(url string, conns int, d time.Duration) (run, error) {
+	return wrkRun(url, conns, 1, 0, d)
+}
+
+// wrkRun runs wrk pinned to core 1 with threads threads and, when timeout
+// is not 0, that request timeout (wrk's default is 2 s).
+func wrkRun(url string, conns, threads int, timeout, d time.Duration) (run, error) {
 	ctx, cancel := context.WithTimeout(runCtx, d+30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "taskset", "-c", "1", "wrk", "-t1", "-c"+strconv.Itoa(conns),
-		"-d"+strconv.Itoa(int(d.Seconds()))+"s", "--latency", url).CombinedOutput()
+	args := []string{"-c", "1", "wrk", "-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(conns),
+		"-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
+	if timeout > 0 {
+		args = append(args, "--timeout", strconv.Itoa(int(timeout.Seconds()))+"s")
+	}
+	out, err := exec.CommandContext(ctx, "taskset", append(args, url)...).CombinedOutput()
 	if err != nil {
 		return run{}, fmt.Errorf("wrk: %v\n%s", err, out)
 	}
@@ -647,15 +793,20 @@ func wrk(url string, conns int, d time.Duration) (run, error) {
 			r.P99Millis = v
 		}
 	}
+	var socket [4]int
 	if e := reSocket.FindStringSubmatch(s); e != nil {
-		for _, n := range e[1:] {
-			k, _ := strconv.Atoi(n)
-			r.Errors += k
+		for i, n := range e[1:] {
+			socket[i], _ = strconv.Atoi(n)
+			r.Errors += socket[i]
 		}
 	}
+	non2xx := 0
 	if e := reNon2xx.FindStringSubmatch(s); e != nil {
-		k, _ := strconv.Atoi(e[1])
-		r.Errors += k
+		non2xx, _ = strconv.Atoi(e[1])
+		r.Errors += non2xx
+	}
+	if r.Errors > 0 {
+		r.ErrorDetail = errorDetail(non2xx, socket)
 	}
 	return r, nil
 }
@@ -696,6 +847,15 @@ func summarise(runs []run) (med, lo, hi run) {
 	set(func(r run) float64 { return float64(r.Hedges) }, func(r *run, v float64) { r.Hedges = int(v) })
 	set(func(r run) float64 { return float64(r.HedgesWon) }, func(r *run, v float64) { r.HedgesWon = int(v) })
 	set(func(r run) float64 { return float64(r.Coalesced) }, func(r *run, v float64) { r.Coalesced = int(v) })
+	set(func(r run) float64 { return float64(r.IdleRSSBytes) }, func(r *run, v float64) { r.IdleRSSBytes = int64(v) })
+	set(func(r run) float64 { return r.RSSPerConnKB }, func(r *run, v float64) { r.RSSPerConnKB = v })
+	set(func(r run) float64 { return float64(r.GoroutinesBefore) }, func(r *run, v float64) { r.GoroutinesBefore = int(v) })
+	set(func(r run) float64 { return float64(r.GoroutinesPeak) }, func(r *run, v float64) { r.GoroutinesPeak = int(v) })
+	set(func(r run) float64 { return float64(r.GoroutinesAfter) }, func(r *run, v float64) { r.GoroutinesAfter = int(v) })
+	set(func(r run) float64 { return r.DrainMillis }, func(r *run, v float64) { r.DrainMillis = v })
+	set(func(r run) float64 { return float64(r.InflightPeak) }, func(r *run, v float64) { r.InflightPeak = int(v) })
+	set(func(r run) float64 { return float64(r.PeakFDs) }, func(r *run, v float64) { r.PeakFDs = int(v) })
+	set(func(r run) float64 { return float64(r.StubPeakFDs) }, func(r *run, v float64) { r.StubPeakFDs = int(v) })
 	return med, lo, hi
 }
 

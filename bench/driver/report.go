@@ -22,6 +22,9 @@ type report struct {
 	Pools   *gateway `json:"pools_gateway,omitempty"`
 	Results []result `json:"results"`
 	Ratios  []ratio  `json:"ratios"`
+	// Concurrency (S8) and OpenLoop (FR): how those ran, when they did.
+	Concurrency *concurrencyInfo `json:"concurrency,omitempty"`
+	OpenLoop    *openLoopInfo    `json:"open_loop,omitempty"`
 }
 
 // span is a median with the min and max it was taken from.
@@ -129,7 +132,7 @@ func ratios(rs []result, gws []*gateway) []ratio {
 	}
 	for _, sc := range scenarios {
 		m := find(rs, sc.ID, "manifold")
-		if m == nil || sc.Target == "pools" {
+		if m == nil || sc.Target != "gateway" {
 			continue
 		}
 		p := find(rs, sc.ID, peer)
@@ -245,6 +248,8 @@ func markdown(rep report) string {
 	}
 	b.WriteString(growthMarkdown(rep))
 	b.WriteString(poolsMarkdown(rep))
+	b.WriteString(openLoopMarkdown(rep))
+	b.WriteString(concurrencyMarkdown(rep))
 	return b.String()
 }
 
