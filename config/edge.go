@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -280,5 +281,18 @@ func validateEndpointEdge(cfg *Config, ep *Endpoint, p string, c *collector) {
 		case !httpguts.ValidHeaderFieldValue(v):
 			c.add(hp, "the value holds a control character")
 		}
+	}
+	// Names are kept canonical from here on (x-frame-options ->
+	// X-Frame-Options), the form the gateway sets its own headers in and
+	// stores a relayed upstream's under: written otherwise, a name would go
+	// out as a second line beside the gateway's header of that name instead
+	// of giving way to it. Two spellings of one name were refused above
+	// (keptCase), so no entry is lost; problems keep the name as written.
+	if len(ep.ResponseHeaders) > 0 {
+		canonical := make(map[string]string, len(ep.ResponseHeaders))
+		for name, v := range ep.ResponseHeaders {
+			canonical[textproto.CanonicalMIMEHeaderKey(name)] = v
+		}
+		ep.ResponseHeaders = canonical
 	}
 }

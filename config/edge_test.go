@@ -111,6 +111,12 @@ func TestEdgeRules(t *testing.T) {
 			path: "endpoints[0].response_headers.Content-Type", words: []string{"is set by Manifold on every answer"}},
 		{name: "hop-by-hop response header", yaml: withEndpointKeys("    response_headers: {Connection: close}\n"),
 			path: "endpoints[0].response_headers.Connection", words: []string{"is set by Manifold on every answer"}},
+		{name: "response header Manifold sets, in another case", yaml: withEndpointKeys("    response_headers: {content-TYPE: text/plain}\n"),
+			path: "endpoints[0].response_headers.content-TYPE", words: []string{"content-TYPE is set by Manifold on every answer"}},
+		{name: "X-Request-ID in lower case", yaml: withEndpointKeys("    response_headers: {x-request-id: fixed}\n"),
+			path: "endpoints[0].response_headers.x-request-id", words: []string{"is set by Manifold on every answer"}},
+		{name: "two spellings of one response header", yaml: withEndpointKeys("    response_headers: {X-Frame-Options: DENY, x-frame-options: SAMEORIGIN}\n"),
+			path: "endpoints[0].response_headers.x-frame-options", words: []string{`header "x-frame-options" is also given as "X-Frame-Options"`}},
 	})
 }
 
@@ -147,5 +153,17 @@ func TestEdgeDefaults(t *testing.T) {
 	}
 	if ep.ResponseHeaders["X-Frame-Options"] != "DENY" {
 		t.Errorf("response_headers = %v, want the name as written", ep.ResponseHeaders)
+	}
+}
+
+// response_headers names are canonical once loaded, however they were
+// written, so that an answer never carries one header under two
+// spellings; the values are kept as written.
+func TestResponseHeadersCanonical(t *testing.T) {
+	t.Parallel()
+	cfg := mustLoad(t, withEndpointKeys("    response_headers: {x-frame-options: DENY, cache-CONTROL: \"public, max-age=60\", X-Served-By: Manifold, www-authenticate: Basic}\n"), nil)
+	want := map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "public, max-age=60", "X-Served-By": "Manifold", "Www-Authenticate": "Basic"}
+	if got := cfg.Endpoints[0].ResponseHeaders; !reflect.DeepEqual(got, want) {
+		t.Errorf("response_headers = %v, want %v", got, want)
 	}
 }

@@ -444,7 +444,9 @@ type Endpoint struct {
 	// Cache, when present, serves complete 200 answers to GET from memory.
 	Cache *EndpointCache `mapstructure:"cache"`
 	// ResponseHeaders are added to every answer of the endpoint, errors
-	// included; names as written.
+	// included. Names are canonical once loaded (x-frame-options ->
+	// X-Frame-Options), so the gateway's own header of a name replaces a
+	// configured one rather than going out beside it.
 	ResponseHeaders map[string]string `mapstructure:"response_headers"`
 	// Backends are the calls made for each request, in merge order.
 	Backends []*Backend `mapstructure:"backends"`

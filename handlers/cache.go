@@ -152,11 +152,9 @@ func (rc *responseCache) forEndpoint(ec *config.Endpoint, m *Metrics) *endpointC
 		return nil
 	}
 	stored := []string{"Content-Type", headerCompleted, "Cache-Control"}
-	for name := range ec.ResponseHeaders {
-		for _, n := range []string{name, http.CanonicalHeaderKey(name)} {
-			if !slices.Contains(stored, n) {
-				stored = append(stored, n)
-			}
+	for name := range ec.ResponseHeaders { // canonical since config load
+		if !slices.Contains(stored, name) {
+			stored = append(stored, name)
 		}
 	}
 	slices.Sort(stored[3:])

@@ -22,12 +22,13 @@ type edge struct {
 	gzipMin int        // -1: compression off
 }
 
-// answerHeader is one response_headers entry: the name as written in the
-// config, and its canonical form, which a relayed upstream header of the
-// same name is stored under.
+// answerHeader is one response_headers entry. Config load made its name
+// canonical, the form the gateway's own headers and a relayed upstream's
+// are stored under, so setting it replaces theirs and is replaced by the
+// gateway's: one header line, never two spellings of one name.
 type answerHeader struct {
-	name, canonical string
-	value           []string
+	name  string
+	value []string
 }
 
 // edgeHandlers are the handlers that run before ec's own: none when ec has
@@ -40,7 +41,7 @@ func (g *Gateway) edgeHandlers(ec *config.Endpoint) []gin.HandlerFunc {
 		e.gzipMin = max(cc.MinBytes, 0)
 	}
 	for _, name := range slices.Sorted(maps.Keys(ec.ResponseHeaders)) {
-		e.headers = append(e.headers, answerHeader{name, http.CanonicalHeaderKey(name), []string{ec.ResponseHeaders[name]}})
+		e.headers = append(e.headers, answerHeader{name, []string{ec.ResponseHeaders[name]}})
 	}
 	if e.cors == nil && e.gzipMin < 0 && len(e.headers) == 0 {
 		return nil
@@ -81,13 +82,10 @@ func (e *edge) handle(c *gin.Context) {
 	cw.finish()
 }
 
-// setHeaders sets the endpoint's response_headers on h, each under its
-// name as written, dropping a copy of it under another spelling.
+// setHeaders sets the endpoint's response_headers on h, under their
+// canonical names.
 func (e *edge) setHeaders(h http.Header) {
 	for _, ah := range e.headers {
-		if ah.canonical != ah.name {
-			delete(h, ah.canonical)
-		}
 		h[ah.name] = ah.value
 	}
 }

@@ -732,15 +732,109 @@ endpoints:
 		t.Errorf("another endpoint's answer has X-Frame-Options %q", a.header.Get("X-Frame-Options"))
 	}
 
-	// The name goes out as written.
+	// The name goes out canonical, once.
+	head := rawHeaderLines(t, base, "/missing")
+	if !slices.Contains(head, "X-Lower-Case: ours") || slices.ContainsFunc(head, func(l string) bool { return strings.Contains(l, "upstream") }) {
+		t.Errorf("raw answer:\n%s", strings.Join(head, "\n"))
+	}
+}
+
+// rawHeaderLines sends GET path over a socket of its own and returns the
+// answer's header lines as they came on the wire (the status line
+// first), so that a header sent twice under two spellings shows.
+func rawHeaderLines(t *testing.T, base, path string) []string {
+	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	head, _ := io.ReadAll(io.LimitReader(conn, 4096))
-	if !bytes.Contains(head, []byte("\r\nx-lower-Case: ours\r\n")) || bytes.Contains(head, []byte("upstream")) {
-		t.Errorf("raw answer:\n%s", head)
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path)
+	b, err := io.ReadAll(io.LimitReader(conn, 64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, _, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+	if !ok {
+		t.Fatalf("no end of header in %q", b)
+	}
+	return strings.Split(string(head), "\r\n")
+}
+
+// TestResponseHeadersAnySpelling: a response_headers name written in
+// another case than the canonical one (cache-control, retry-after,
+// x-frame-options) goes out as one header line under the canonical name,
+// which the gateway's own header of that name replaces (Cache-Control:
+// no-store on an error, Retry-After on a 429) and which replaces a
+// passthrough upstream's: never two lines of one header.
+func TestResponseHeadersAnySpelling(t *testing.T) {
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Frame-Options", "SAMEORIGIN")
+		w.Header().Set("Cache-Control", "private")
+		switch r.URL.Path {
+		case "/ok", "/relay":
+			io.WriteString(w, `{"a":1}`)
+		default:
+			w.WriteHeader(500)
+		}
+	})
+	hdrs := `response_headers: {cache-control: "max-age=60", x-frame-options: DENY, retry-after: "7", x-REQUEST-source: ours}`
+	base := gateway(t, `
+server: {cache_bytes: 1048576}
+upstreams:
+  up: {url: "{{up}}", circuit_breaker: {consecutive_failures: 1000}}
+endpoints:
+  - path: /ok
+    `+hdrs+`
+    rate_limit: {rps: 0.001, burst: 1}
+    backends: [{upstream: up, path: /ok}]
+  - path: /fail
+    `+hdrs+`
+    backends: [{upstream: up, path: /fail}]
+  - path: /relay
+    `+hdrs+`
+    backends: [{upstream: up, path: /relay, passthrough: true}]
+  - path: /cached
+    `+hdrs+`
+    cache: {ttl: 1h}
+    backends: [{upstream: up, path: /ok}]
+`, map[string]string{"up": up})
+	for _, tc := range []struct {
+		name, path string
+		status     string
+		want       map[string]string // canonical name -> its one value
+	}{
+		{"200", "/ok", "200", map[string]string{"Cache-Control": "max-age=60", "Retry-After": "7"}},
+		{"429", "/ok", "429", map[string]string{"Cache-Control": "no-store", "Retry-After": ""}},
+		{"502", "/fail", "502", map[string]string{"Cache-Control": "no-store", "Retry-After": "7"}},
+		{"passthrough", "/relay", "200", map[string]string{"Cache-Control": "max-age=60", "Retry-After": "7"}},
+		{"cache miss", "/cached", "200", map[string]string{"Cache-Control": "max-age=60", "Retry-After": "7", "X-Manifold-Cache": "miss"}},
+		{"cache hit", "/cached", "200", map[string]string{"Cache-Control": "max-age=60", "Retry-After": "7", "X-Manifold-Cache": "hit"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			head := rawHeaderLines(t, base, tc.path)
+			if f := strings.Fields(head[0]); len(f) < 2 || f[1] != tc.status {
+				t.Fatalf("status line %q, want %s", head[0], tc.status)
+			}
+			tc.want["X-Frame-Options"] = "DENY"
+			tc.want["X-Request-Source"] = "ours"
+			for name, want := range tc.want {
+				var lines []string
+				for _, l := range head[1:] {
+					if n, _, _ := strings.Cut(l, ":"); strings.EqualFold(n, name) {
+						lines = append(lines, l)
+					}
+				}
+				if want == "" {
+					if len(lines) != 1 || strings.HasSuffix(lines[0], ": 7") {
+						t.Errorf("%s lines %q, want the gateway's one", name, lines)
+					}
+					continue
+				}
+				if len(lines) != 1 || lines[0] != name+": "+want {
+					t.Errorf("%s lines %q, want one, %q", name, lines, name+": "+want)
+				}
+			}
+		})
 	}
 }
