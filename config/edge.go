@@ -113,6 +113,12 @@ func validateCORS(cors *CORS, c *collector) {
 	if cors.MaxAge < 0 {
 		c.add(p+".max_age", "must not be negative")
 	}
+	if cors.AllowPrivateNetwork && slices.Contains(cors.AllowOrigins, "*") {
+		// Private Network Access exists so that a public page cannot reach
+		// what only the network protects; granting it to every origin
+		// would undo that for this gateway.
+		c.add(p+".allow_private_network", `with allow_origins "*", any public website could reach this gateway's private network address; list the origins`)
+	}
 }
 
 func validateJWT(j *JWT, c *collector) {

@@ -61,6 +61,10 @@ func TestEdgeRules(t *testing.T) {
 			words: []string{`"get" is not a method name`}},
 		{name: "bad header", yaml: cors(`allow_origins: ["https://a.example"], allow_headers: ["X Bad"]`), path: "server.cors.allow_headers[0]",
 			words: []string{"not a valid header name"}},
+		{name: "private network for any origin", yaml: cors(`allow_origins: ["*"], allow_private_network: true`), path: "server.cors.allow_private_network",
+			words: []string{`with allow_origins "*", any public website could reach this gateway's private network address; list the origins`}},
+		{name: "private network not a bool", yaml: cors(`allow_origins: ["https://a.example"], allow_private_network: sometimes`), path: "server.cors.allow_private_network",
+			words: []string{"expected"}},
 		{name: "two key sources", yaml: jwt("jwks_file: " + demoJWKS + ", jwks_url: https://idp.example/jwks"), path: "auth.jwt",
 			words: []string{"give exactly one key source"}},
 		{name: "no key source", yaml: jwt("issuer: i"), path: "auth.jwt", words: []string{"give exactly one key source"}},
@@ -139,6 +143,9 @@ func TestEdgeDefaults(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cfg.Server.CORS, wantCORS) {
 		t.Errorf("cors = %+v\nwant %+v", cfg.Server.CORS, wantCORS)
+	}
+	if on := mustLoad(t, withTop("server:\n  cors: {allow_origins: [\"https://app.example.com\"], allow_private_network: true}\n"), nil); !on.Server.CORS.AllowPrivateNetwork {
+		t.Error("allow_private_network: true did not load")
 	}
 	j := cfg.Auth.JWT
 	if !reflect.DeepEqual(j.Algorithms, []string{"RS256", "ES256"}) || j.Refresh != 10*time.Minute || j.Leeway != 30*time.Second {

@@ -712,6 +712,7 @@ func applyListDefaults(settings map[string]any) {
 			setIfAbsent(cors, "allow_headers", []any{})
 			setIfAbsent(cors, "expose_headers", []any{"X-Request-ID", "X-Manifold-Completed"})
 			setIfAbsent(cors, "allow_credentials", false)
+			setIfAbsent(cors, "allow_private_network", false)
 			setIfAbsent(cors, "max_age", "10m")
 		}
 	}

@@ -190,6 +190,13 @@ type CORS struct {
 	// MaxAge is how long a browser may cache a preflight's answer (default
 	// 10m).
 	MaxAge time.Duration `mapstructure:"max_age"`
+	// AllowPrivateNetwork grants Private Network Access: a preflight from an
+	// allowed origin that carries Access-Control-Request-Private-Network:
+	// true is answered Access-Control-Allow-Private-Network: true, so pages
+	// on public sites may call a gateway on a private address (an intranet,
+	// localhost). Default false: such a preflight gets no grant and the
+	// browser blocks the call. Refused with the origin "*".
+	AllowPrivateNetwork bool `mapstructure:"allow_private_network"`
 }
 
 // Auth configures request authentication.

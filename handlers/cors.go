@@ -25,18 +25,23 @@ import (
 //   - max_age is sent in whole seconds; 0 sends Access-Control-Max-Age: 0
 //     (do not cache the preflight) rather than leaving the browser's
 //     default. Browsers cap it (Chrome at 2h).
-//   - Private network access (Chrome's Access-Control-Request-Private-
-//     Network) is not granted: server.cors has no key for it.
+//   - Private Network Access (a preflight's Access-Control-Request-
+//     Private-Network: true, sent by Chrome for a public page calling a
+//     private address) is granted, Access-Control-Allow-Private-Network:
+//     true, only with allow_private_network, and only to an allowed origin
+//     (rs/cors's AllowPrivateNetwork; preflights then also vary on the
+//     request header). Without it the browser blocks such a call.
 func newCORS(cc *config.CORS) *cors.Cors {
 	if cc == nil {
 		return nil
 	}
 	opts := cors.Options{
-		AllowedMethods:   cc.AllowMethods,
-		AllowedHeaders:   cc.AllowHeaders,
-		ExposedHeaders:   cc.ExposeHeaders,
-		AllowCredentials: cc.AllowCredentials,
-		MaxAge:           int(cc.MaxAge / time.Second),
+		AllowedMethods:      cc.AllowMethods,
+		AllowedHeaders:      cc.AllowHeaders,
+		ExposedHeaders:      cc.ExposeHeaders,
+		AllowCredentials:    cc.AllowCredentials,
+		AllowPrivateNetwork: cc.AllowPrivateNetwork,
+		MaxAge:              int(cc.MaxAge / time.Second),
 	}
 	if opts.MaxAge == 0 {
 		opts.MaxAge = -1 // rs/cors: "Access-Control-Max-Age: 0"

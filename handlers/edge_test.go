@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -223,7 +224,7 @@ func TestCORSPreflight(t *testing.T) {
 				"Access-Control-Allow-Headers":     tc.hdr["Access-Control-Request-Headers"],
 				"Access-Control-Allow-Credentials": "true",
 				"Access-Control-Max-Age":           "600",
-				// Not granted: server.cors has no key for private network access.
+				// Not granted: allow_private_network is off (TestCORSPrivateNetwork).
 				"Access-Control-Allow-Private-Network": "",
 			}
 			for k, v := range want {
@@ -235,6 +236,68 @@ func TestCORSPreflight(t *testing.T) {
 	}
 	if n := calls.Load(); n != 0 {
 		t.Errorf("preflights reached upstreams %d times", n)
+	}
+}
+
+// TestCORSPrivateNetwork: with server.cors.allow_private_network, a
+// preflight from an allowed origin that asks for private network access
+// (Access-Control-Request-Private-Network: true) is granted it
+// (Access-Control-Allow-Private-Network: true), and preflights vary on the
+// request header; without the key (the default), or for a preflight that
+// does not ask, or from an origin that is not allowed, it never is.
+func TestCORSPrivateNetwork(t *testing.T) {
+	var calls atomic.Int64
+	urls := map[string]string{"up": countingUp(t, &calls, `{"a":1}`), "raw": countingUp(t, &calls, `{"r":1}`)}
+	on := gateway(t, strings.Replace(corsYAML, "allow_credentials: true", "allow_credentials: true\n    allow_private_network: true", 1), urls)
+	off := gateway(t, corsYAML, urls)
+	const app = "https://app.example.com"
+	pna := map[string]string{"Origin": app, "Access-Control-Request-Method": "GET", "Access-Control-Request-Private-Network": "true"}
+	with := func(k, v string) map[string]string {
+		h := maps.Clone(pna)
+		if v == "" {
+			delete(h, k)
+		} else {
+			h[k] = v
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name    string
+		base    string
+		hdr     map[string]string
+		granted bool
+	}{
+		{"on, asked", on, pna, true},
+		{"on, not asked", on, with("Access-Control-Request-Private-Network", ""), false},
+		{"on, asked with another value", on, with("Access-Control-Request-Private-Network", "false"), false},
+		{"on, origin not allowed", on, with("Origin", "https://evil.example.com"), false},
+		{"off, asked", off, pna, false},
+		{"off, not asked", off, with("Access-Control-Request-Private-Network", ""), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := send(t, http.MethodOptions, tc.base+"/items", tc.hdr)
+			if a.status != 204 {
+				t.Fatalf("status %d, want 204", a.status)
+			}
+			got := a.header.Values("Access-Control-Allow-Private-Network")
+			if want := map[bool]int{true: 1, false: 0}[tc.granted]; len(got) != want || (want == 1 && got[0] != "true") {
+				t.Errorf("Access-Control-Allow-Private-Network %q, granted %v", got, tc.granted)
+			}
+			if tc.hdr["Origin"] == app && a.header.Get("Access-Control-Allow-Origin") != app {
+				t.Errorf("Access-Control-Allow-Origin %q, want %q", a.header.Get("Access-Control-Allow-Origin"), app)
+			}
+			if tc.base == on && !varyLists(a.header, "Access-Control-Request-Private-Network") {
+				t.Errorf("Vary %q, want it to list Access-Control-Request-Private-Network", a.header.Values("Vary"))
+			}
+		})
+	}
+	// An actual request is not a preflight: no private network grant.
+	a := send(t, http.MethodGet, on+"/items", pna)
+	if a.status != 200 || a.header.Get("Access-Control-Allow-Private-Network") != "" || a.header.Get("Access-Control-Allow-Origin") != app {
+		t.Errorf("actual request: %d, headers %v", a.status, a.header)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("upstream calls %d, want 1 (the actual request's)", n)
 	}
 }
 
