@@ -413,7 +413,8 @@ type endpointAuth struct {
 	// headers are claims_to_headers: the claim's index in claims, the
 	// header name as written and in canonical form.
 	headers []claimHeader
-	// subject: the endpoint caches, and its key takes the token's sub.
+	// subject: the endpoint caches, and its key takes the token's sub (or,
+	// without one, a hash of the token: subjectOf).
 	subject bool
 }
 
@@ -565,7 +566,7 @@ func (g *Gateway) authenticate(c *gin.Context, ea *endpointAuth) (*identity, boo
 		}
 	}
 	if ea.subject {
-		c.Set(subjectKey, sub)
+		c.Set(subjectKey, subjectOf(sub, token))
 	}
 	return id, true
 }

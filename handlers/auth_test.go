@@ -1011,6 +1011,70 @@ endpoints:
 	checkRejected(t, get(t, base+"/me"), 401, "Bearer")
 }
 
+// TestAuthWithCacheNoSubject: tokens without a sub claim, or with an empty
+// one, are each their own cache subject (a hash of the token), so that one
+// caller's cached answer never reaches another even when nothing in the
+// request that reaches the key (no claim header, no forwarded
+// Authorization) tells them apart; the same token is still served from the
+// cache, and tokens with one sub still share their entry.
+func TestAuthWithCacheNoSubject(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	jwks := newJWKSServer(t, jwkSet(rsaKey.jwk(true)))
+	var calls atomic.Int64
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		// The answer is the caller's own: here, the call's number.
+		n := calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"call":%d}`, n)
+	})
+	base := gateway(t, `
+auth:
+  jwt: {jwks_url: "{{jwks}}", issuer: "https://idp.test/", audience: [api]}
+upstreams:
+  up: {url: "{{up}}"}
+endpoints:
+  - path: /me
+    auth: {}
+    cache: {ttl: 1h}
+    backends: [{upstream: up, path: /me}]
+`, map[string]string{"jwks": jwks.url, "up": up})
+
+	token := func(over map[string]any) map[string]string { return bearerHdr(rsaKey.sign(t, nil, claims(over))) }
+	noSubA := token(map[string]any{"sub": nil, "tenant": "a"})
+	noSubB := token(map[string]any{"sub": nil, "tenant": "b"})
+	emptyA := token(map[string]any{"sub": "", "tenant": "a"})
+	emptyB := token(map[string]any{"sub": "", "tenant": "b"})
+	alice1 := token(map[string]any{"sub": "alice", "jti": "1"})
+	alice2 := token(map[string]any{"sub": "alice", "jti": "2"})
+	for _, s := range []struct {
+		name  string
+		hdr   map[string]string
+		cache string
+		call  int // the call whose answer it gets
+	}{
+		{"no sub, A", noSubA, "miss", 1},
+		{"no sub, A again", noSubA, "hit", 1},
+		{"no sub, B", noSubB, "miss", 2},
+		{"no sub, B again", noSubB, "hit", 2},
+		{"empty sub, A", emptyA, "miss", 3},
+		{"empty sub, B", emptyB, "miss", 4},
+		{"empty sub, A again", emptyA, "hit", 3},
+		{"no sub, A once more", noSubA, "hit", 1},
+		{"alice", alice1, "miss", 5},
+		{"alice, another token", alice2, "hit", 5},
+	} {
+		a := do(t, "GET", base+"/me", nil, s.hdr)
+		want := fmt.Sprintf(`{"call":%d}`, s.call)
+		if a.status != 200 || a.header.Get("X-Manifold-Cache") != s.cache || string(a.body) != want {
+			t.Errorf("%s: %d, X-Manifold-Cache %q, body %s; want 200, %s, %s", s.name, a.status, a.header.Get("X-Manifold-Cache"), a.body, s.cache, want)
+		}
+	}
+	if n := calls.Load(); n != 5 {
+		t.Errorf("upstream called %d times, want 5", n)
+	}
+}
+
 // TestAuthDemoKeySet: the shipped demo key set (docs/examples/jwt) serves
 // as a jwks_file, for tokens like the mint program's.
 func TestAuthDemoKeySet(t *testing.T) {

@@ -39,10 +39,37 @@ import (
 //     the endpoint's deadline, as every fan-out does.
 
 // subjectKey is the gin.Context key under which authentication puts the
-// validated token's subject (a string, the sub claim) before the handler
-// runs. It is part of every cache key, so that two users never share an
-// entry; absent (no auth), the subject is empty.
+// validated token's cacheSubject before the handler runs. It is part of
+// every cache key, so that two callers never share an entry; absent (no
+// auth, or no token on an endpoint whose auth is not required), the key
+// has no subject.
 const subjectKey = "manifold.sub"
+
+// cacheSubject is whom a cached answer belongs to: the token's sub claim,
+// or, for a token without one (or with an empty one), the SHA-256 of the
+// token itself. Without the hash, every such token would share one empty
+// subject, and with no claim header or forwarded Authorization in the key
+// one caller's answer would be served to the next. The kind is part of the
+// key, so a sub can never collide with a token's hash.
+type cacheSubject struct {
+	kind  byte // subjectClaim or subjectToken; 0: none
+	value string
+}
+
+const (
+	subjectClaim byte = 1 // value is the sub claim
+	subjectToken byte = 2 // value is the SHA-256 of the compact token
+)
+
+// subjectOf is the cache subject of a validated token whose sub claim is
+// sub ("" when absent).
+func subjectOf(sub, token string) cacheSubject {
+	if sub != "" {
+		return cacheSubject{subjectClaim, sub}
+	}
+	h := sha256.Sum256([]byte(token))
+	return cacheSubject{subjectToken, string(h[:])}
+}
 
 const (
 	headerCache = "X-Manifold-Cache"
@@ -404,15 +431,15 @@ var keyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &
 // endpoint, the path parameters, the forwarded query (canonical: encoded
 // in key order), the headers sent to every backend but the per-request
 // ones (forward_headers, X-Forwarded-Host and -Proto, and any that auth
-// adds) and the auth subject. Every part is length-prefixed, so no two
-// requests share an encoding, and the encoding is hashed.
+// adds) and the auth subject (cacheSubject). Every part is length-prefixed,
+// so no two requests share an encoding, and the encoding is hashed.
 func (ca *endpointCache) key(c *gin.Context, in *fetch.Inbound) cacheKey {
-	sub, hasSub := c.Get(subjectKey)
-	subject, _ := sub.(string)
-	return cacheKeyOf(ca.id, in, subject, hasSub)
+	v, _ := c.Get(subjectKey)
+	subject, _ := v.(cacheSubject)
+	return cacheKeyOf(ca.id, in, subject)
 }
 
-func cacheKeyOf(endpoint string, in *fetch.Inbound, subject string, hasSubject bool) cacheKey {
+func cacheKeyOf(endpoint string, in *fetch.Inbound, subject cacheSubject) cacheKey {
 	bp := keyBuffers.Get().(*[]byte)
 	b := appendField((*bp)[:0], endpoint)
 	b = binary.AppendUvarint(b, uint64(len(in.Params)))
@@ -438,11 +465,9 @@ func cacheKeyOf(endpoint string, in *fetch.Inbound, subject string, hasSubject b
 			b = appendField(b, v)
 		}
 	}
-	if hasSubject {
-		b = append(b, 1)
-		b = appendField(b, subject)
-	} else {
-		b = append(b, 0)
+	b = append(b, subject.kind)
+	if subject.kind != 0 {
+		b = appendField(b, subject.value)
 	}
 	k := cacheKey(sha256.Sum256(b))
 	if cap(b) <= maxPooledKey {

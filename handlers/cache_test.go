@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"log/slog"
@@ -189,6 +190,18 @@ func TestCacheKeySubject(t *testing.T) {
 	b := handlers.CacheKey(gw, "/c/{id}", []string{"1alice"}, httptest.NewRequest("GET", "/c/1alice?q=1", nil), &empty)
 	if a == b {
 		t.Error("parameter 1 + subject alice and parameter 1alice + empty subject share a key")
+	}
+	// A token without sub is keyed by its hash, which no sub can forge.
+	const tok = "eyJhbGciOiJSUzI1NiJ9.eyJ0ZW5hbnQiOiJhIn0.c2ln"
+	hash := sha256.Sum256([]byte(tok))
+	asSub := string(hash[:])
+	byToken := handlers.CacheKeyForToken(gw, "/c/{id}", []string{"1"}, req(), tok)
+	if byToken != handlers.CacheKeyForToken(gw, "/c/{id}", []string{"1"}, req(), tok) {
+		t.Error("one token, two keys")
+	}
+	if byToken == key(&asSub) || byToken == key(&empty) || byToken == key(nil) ||
+		byToken == handlers.CacheKeyForToken(gw, "/c/{id}", []string{"1"}, req(), tok+"x") {
+		t.Error("a token without sub shares a key with a sub, no auth or another token")
 	}
 }
 
