@@ -188,7 +188,10 @@ func (e *Endpoint) Fetch(ctx context.Context, in *Inbound) []Result {
 	}
 	var wg sync.WaitGroup
 	for i, b := range e.Backends[1:] {
-		wg.Go(func() { results[i+1] = b.call(ctx, in) })
+		wg.Go(func() {
+			growStack()
+			results[i+1] = b.call(ctx, in)
+		})
 	}
 	results[0] = e.Backends[0].call(ctx, in)
 	wg.Wait()
