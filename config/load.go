@@ -539,6 +539,7 @@ var topDefaults = map[string]any{
 var upstreamDefaults = map[string]any{
 	"timeout":                              "1s",
 	"max_concurrent":                       0,
+	"max_connections":                      0,
 	"max_response_bytes":                   4194304,
 	"client":                               "lean",
 	"compression":                          true,

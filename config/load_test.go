@@ -324,6 +324,7 @@ upstreams:
     url: https://users.test:8443/v1/
     timeout: 250ms
     max_concurrent: 8
+    max_connections: 16
     max_response_bytes: 1024
     retry: {attempts: 2, backoff: 10ms}
     circuit_breaker: {enabled: false, consecutive_failures: 3, failure_ratio: 0.5, min_requests: 4, interval: 0s, open_timeout: 1s, half_open_requests: 2}
@@ -360,7 +361,7 @@ endpoints:
 		t.Errorf("log %+v demo %v", cfg.Log, cfg.Demo)
 	}
 	u := cfg.Upstreams["users"]
-	if u.Timeout != 250*time.Millisecond || u.MaxConcurrent != 8 || u.MaxResponseBytes != 1024 {
+	if u.Timeout != 250*time.Millisecond || u.MaxConcurrent != 8 || u.MaxConnections != 16 || u.MaxResponseBytes != 1024 {
 		t.Errorf("upstream = %+v", u)
 	}
 	if u.BaseURL.String() != "https://users.test:8443/v1" {
@@ -1266,6 +1267,8 @@ endpoints:
 		{name: "upstream name whose case is kept", yaml: "upstreams:\n  UserSvc: {url: \"http://u.test\"}\nendpoints:\n  - path: /u\n    backends: [{upstream: UserSvc, path: /u}]\n",
 			env:  map[string]string{"MANIFOLD_UPSTREAMS_USERSVC_MAX_CONCURRENT": "-1"},
 			path: "upstreams.UserSvc.max_concurrent", words: []string{"from $MANIFOLD_UPSTREAMS_USERSVC_MAX_CONCURRENT: must be 0 (unlimited) or more"}},
+		{name: "negative max_connections", yaml: file, env: map[string]string{"MANIFOLD_UPSTREAMS_USERS_MAX_CONNECTIONS": "-1"},
+			path: "upstreams.users.max_connections", words: []string{"from $MANIFOLD_UPSTREAMS_USERS_MAX_CONNECTIONS: must be 0 (unlimited) or more"}},
 		{name: "a problem of the file is not blamed on the environment", yaml: strings.Replace(file, "timeout: 1s", "timeout: 5", 1),
 			env:  map[string]string{"MANIFOLD_SERVER_ADDRESS": ":1", "MANIFOLD_UPSTREAMS_USERS_URL": "http://other.test"},
 			path: "upstreams.users.timeout", words: []string{`5 is not a duration`}, not: []string{"from $", "MANIFOLD"}},

@@ -289,6 +289,11 @@ type Upstream struct {
 	// MaxConcurrent bounds calls in flight to this upstream; calls beyond it
 	// fail at once as "rejected" (default 0 = unlimited).
 	MaxConcurrent int `mapstructure:"max_concurrent"`
+	// MaxConnections bounds the connections open to each instance of this
+	// upstream (per url, per process); a call that finds none idle at the
+	// limit waits for one within its timeout instead of dialing, so a burst
+	// cannot open a connection per call (default 0 = unlimited).
+	MaxConnections int `mapstructure:"max_connections"`
 	// MaxResponseBytes caps an answer's decoded body; a larger one fails the
 	// backend (default 4 MiB).
 	MaxResponseBytes int64 `mapstructure:"max_response_bytes"`

@@ -183,6 +183,9 @@ func validateUpstream(u *Upstream, p string, c *collector) {
 	if u.MaxConcurrent < 0 {
 		c.add(p+".max_concurrent", "must be 0 (unlimited) or more")
 	}
+	if u.MaxConnections < 0 {
+		c.add(p+".max_connections", "must be 0 (unlimited) or more")
+	}
 	if u.MaxResponseBytes <= 0 {
 		c.add(p+".max_response_bytes", "must be a positive number of bytes, e.g. 4194304")
 	}

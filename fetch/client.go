@@ -18,8 +18,8 @@ import (
 )
 
 // newLeanClient builds the upstream's pooled HTTP/1.1 client: the same
-// pool size and dial bounds as the stdlib transport, TLS (HTTP/1.1 only) for
-// https upstreams.
+// pool size, connection limit and dial bounds as the stdlib transport, TLS
+// (HTTP/1.1 only) for https upstreams.
 func newLeanClient(cfg *config.Upstream, inst config.Instance, idle int, dialTimeout time.Duration) *h1.Client {
 	host, port := inst.URL.Hostname(), inst.URL.Port()
 	var tlsConfig *tls.Config
@@ -39,20 +39,23 @@ func newLeanClient(cfg *config.Upstream, inst config.Instance, idle int, dialTim
 		TLS:            tlsConfig,
 		DialTimeout:    dialTimeout,
 		MaxIdleConns:   idle,
+		MaxConns:       cfg.MaxConnections,
 		IdleTimeout:    90 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 	})
 }
 
 // newTransport builds the stdlib client of an upstream with client: stdlib:
-// an http.Transport with the same pool size and dial bounds as the lean
-// client, no environment proxies, HTTP/2 attempted for https.
+// an http.Transport with the same pool size, connection limit and dial
+// bounds as the lean client, no environment proxies, HTTP/2 attempted for
+// https.
 func newTransport(cfg *config.Upstream, idle int, dialTimeout time.Duration) *http.Transport {
 	return &http.Transport{
 		DialContext:            (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:      cfg.BaseURL.Scheme == "https",
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    idle,
+		MaxConnsPerHost:        cfg.MaxConnections,
 		IdleConnTimeout:        90 * time.Second,
 		TLSClientConfig:        upstreamTLSConfig(cfg),
 		TLSHandshakeTimeout:    dialTimeout,

@@ -132,8 +132,8 @@ func WithPrevious(prev *Upstream) Option {
 // the same way.
 func instanceKey(cfg *config.Upstream, inst config.Instance, idle int) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|%s|%v|%d|%d|%s|%v|", cfg.Client, inst.URL.Scheme, inst.URL.Host, inst.Addr,
-		cfg.Compression, idle, min(cfg.Timeout, 5*time.Second), cfg.TLS.ServerName, cfg.TLS.InsecureSkipVerify)
+	fmt.Fprintf(h, "%s|%s|%s|%s|%v|%d|%d|%d|%s|%v|", cfg.Client, inst.URL.Scheme, inst.URL.Host, inst.Addr,
+		cfg.Compression, idle, cfg.MaxConnections, min(cfg.Timeout, 5*time.Second), cfg.TLS.ServerName, cfg.TLS.InsecureSkipVerify)
 	for _, b := range [][]byte{cfg.TLS.CAPEM, cfg.TLS.CertPEM, cfg.TLS.KeyPEM} {
 		fmt.Fprintf(h, "%d:", len(b))
 		h.Write(b)

@@ -82,6 +82,9 @@ func NewUpstream(cfg *config.Upstream, logger *slog.Logger, opts ...Option) *Ups
 	if cfg.MaxConcurrent > 0 {
 		idle = cfg.MaxConcurrent
 	}
+	if cfg.MaxConnections > 0 {
+		idle = min(idle, cfg.MaxConnections) // no more can be open
+	}
 	dialTimeout := min(cfg.Timeout, 5*time.Second)
 	h := make(http.Header, len(cfg.Headers))
 	hasUA := false

@@ -41,6 +41,7 @@ type conn struct {
 	maxHead int    // response head limit
 	idleAt  time.Time
 	reused  bool // a response was read on it before the current request
+	slot    bool // it holds one of the client's MaxConns slots (close gives it back)
 
 	// Per call.
 	ctx         context.Context
@@ -443,6 +444,10 @@ func (pc *conn) close() {
 	pc.broken = true
 	if pc.raw != nil {
 		pc.raw.Close()
+	}
+	if pc.slot {
+		pc.slot = false
+		pc.client.releaseSlot()
 	}
 }
 

@@ -24,6 +24,13 @@ import (
 // call still waits (so every waiting call keeps a dial of its own in
 // flight), else to the longest waiting call, else pools it, else closes it. So no dial outlives DialTimeout, and their
 // number never exceeds the number of calls that started one.
+//
+// With MaxConns, every dial and every connection it made holds one of
+// MaxConns slots until the dial fails or the connection closes. A call
+// that finds the slots taken starts no dial: it waits in the same queue,
+// for a released connection or for a slot, which the connection or dial
+// giving it back hands to the longest waiting call without a dial of its
+// own (releaseSlot).
 
 // want is a call waiting for a connection.
 type want struct {
@@ -44,7 +51,9 @@ type dialing struct {
 }
 
 // getConn returns a pooled connection that still looks usable, else the
-// first connection that becomes available after it started a dial.
+// first connection that becomes available after it started a dial. With
+// MaxConns reached it starts no dial: it waits for a connection to be
+// released, or for one to close, which frees a slot for a dial of its own.
 func (c *Client) getConn(ctx context.Context) (*conn, error) {
 	for {
 		pc := c.popIdle()
@@ -56,22 +65,17 @@ func (c *Client) getConn(ctx context.Context) (*conn, error) {
 		}
 		pc.close()
 	}
-	if c.opts.MaxIdleConns < 0 {
+	if c.opts.MaxIdleConns < 0 && c.opts.MaxConns <= 0 {
 		// No pool, so no connection is ever released to a waiting call.
 		return c.dial(ctx)
 	}
 	w := &want{ch: make(chan dialResult, 1)}
-	dctx, cancel := context.WithTimeout(context.Background(), c.opts.DialTimeout)
-	d := &dialing{cancel: cancel, owner: w}
-	w.dial = d
 	c.mu.Lock()
 	c.waiters = append(c.waiters, w)
-	if c.dials == nil {
-		c.dials = make(map[*dialing]struct{})
+	if c.opts.MaxConns <= 0 || c.conns < c.opts.MaxConns {
+		c.startDialLocked(w)
 	}
-	c.dials[d] = struct{}{}
 	c.mu.Unlock()
-	go c.dialFor(dctx, d)
 
 	select {
 	case r := <-w.ch:
@@ -79,7 +83,7 @@ func (c *Client) getConn(ctx context.Context) (*conn, error) {
 			return nil, r.err
 		}
 		c.mu.Lock()
-		c.orphan(d, false)
+		c.orphan(w.dial, false)
 		c.mu.Unlock()
 		if err := ctx.Err(); err != nil {
 			// Both at once: the connection is good, the call is over.
@@ -92,7 +96,7 @@ func (c *Client) getConn(ctx context.Context) (*conn, error) {
 	case <-ctx.Done():
 		c.mu.Lock()
 		waiting := c.removeWaiter(w)
-		c.orphan(d, true)
+		c.orphan(w.dial, true)
 		c.mu.Unlock()
 		if !waiting {
 			// A connection (or the dial's error) was delivered meanwhile.
@@ -107,13 +111,72 @@ func (c *Client) getConn(ctx context.Context) (*conn, error) {
 	}
 }
 
+// startDialLocked starts a dial on behalf of w, which waits for it (or for
+// any connection that comes first); with MaxConns the dial takes a slot,
+// which its connection keeps. c.mu is held.
+func (c *Client) startDialLocked(w *want) {
+	dctx, cancel := context.WithTimeout(context.Background(), c.opts.DialTimeout)
+	d := &dialing{cancel: cancel, owner: w}
+	w.dial = d
+	if c.dials == nil {
+		c.dials = make(map[*dialing]struct{})
+	}
+	c.dials[d] = struct{}{}
+	if c.opts.MaxConns > 0 {
+		c.conns++
+	}
+	go c.dialFor(dctx, d)
+}
+
+// releaseSlot gives back the MaxConns slot of a connection that closed or
+// of a dial that failed, and starts a dial with it for the longest waiting
+// call that has none (calls waiting at the limit start no dial).
+func (c *Client) releaseSlot() {
+	c.mu.Lock()
+	c.conns--
+	if c.conns < c.opts.MaxConns {
+		for _, w := range c.waiters {
+			if w.dial == nil {
+				c.startDialLocked(w)
+				break
+			}
+		}
+	}
+	c.mu.Unlock()
+}
+
+// dialFresh dials a connection for a call that must not take a pooled one
+// (Do's replay after a stale connection). At MaxConns it cannot dial: it
+// then waits for a connection as any call does (getConn), which may be a
+// pooled one that passed the liveness check.
+func (c *Client) dialFresh(ctx context.Context) (*conn, error) {
+	if c.opts.MaxConns <= 0 {
+		return c.dial(ctx)
+	}
+	c.mu.Lock()
+	if c.conns >= c.opts.MaxConns {
+		c.mu.Unlock()
+		return c.getConn(ctx)
+	}
+	c.conns++
+	c.mu.Unlock()
+	pc, err := c.dial(ctx)
+	if err != nil {
+		c.releaseSlot()
+		return nil, err
+	}
+	pc.slot = true
+	return pc, nil
+}
+
 // orphan detaches d from the call that started it. A dial still in flight
 // goes on as a spare while its connection could be pooled, and is
 // cancelled otherwise or when abandon says the call gave up waiting (the
 // upstream is probably slow to accept: one more attempt helps nobody).
+// d is nil for a call that waited at MaxConns and never got a dial.
 // c.mu is held.
 func (c *Client) orphan(d *dialing, abandon bool) {
-	if d.owner == nil {
+	if d == nil || d.owner == nil {
 		return
 	}
 	d.owner = nil
@@ -146,11 +209,15 @@ func (c *Client) dialFor(ctx context.Context, d *dialing) {
 			w = d.owner
 		}
 		c.mu.Unlock()
+		if c.opts.MaxConns > 0 {
+			c.releaseSlot()
+		}
 		if w != nil {
 			w.ch <- dialResult{err: err}
 		}
 		return
 	}
+	pc.slot = c.opts.MaxConns > 0
 	// The call that started the dial first, while it waits: so every
 	// waiting call keeps a dial of its own in flight.
 	var w *want

@@ -115,6 +115,12 @@ type Options struct {
 	// instead of reused (servers drop idle connections too, and a request
 	// sent on one they just dropped fails). Zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// MaxConns bounds the connections open or being dialed at once. A call
+	// that finds no idle connection while the limit is reached waits, under
+	// its context, for a connection to be released (it gets the longest
+	// waiting call's turn) or to close (which lets it dial). Zero or less
+	// means no limit.
+	MaxConns int
 	// MaxHeaderBytes bounds a response head (status line and header lines,
 	// interim 1xx heads included), so a hostile upstream cannot make the
 	// client buffer without limit. Zero means DefaultMaxHeaderBytes.
@@ -199,6 +205,7 @@ type Client struct {
 	waiters    []*want     // calls waiting for a connection, oldest first (dial.go)
 	dials      map[*dialing]struct{}
 	spare      int  // dials in flight that no call waits for, not cancelled
+	conns      int  // with MaxConns: connections open plus dials in flight
 	closed     bool // Close was called: released connections are closed, not pooled
 }
 
@@ -262,7 +269,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	if ctx.Err() != nil || !(se.nothingWritten || req.replayable()) {
 		return nil, se.err
 	}
-	pc, err = c.dial(ctx)
+	pc, err = c.dialFresh(ctx)
 	if err != nil {
 		return nil, err
 	}
