@@ -336,14 +336,28 @@ func (c *Client) popIdle() *conn {
 	return nil
 }
 
-// putIdle hands pc to the longest waiting call (see dial.go), else pools
-// it, or reports false when the pool is full.
+// putIdle hands pc to the longest waiting call (see dial.go), once it
+// passed the liveness check, else pools it, or reports false when the pool
+// is full or pc failed the check.
 func (c *Client) putIdle(pc *conn) bool {
 	if c.opts.MaxIdleConns < 0 {
 		return false
 	}
 	pc.idleAt = time.Now()
 	c.mu.Lock()
+	if len(c.waiters) > 0 && pc.reused {
+		// A connection handed to a waiting call skips getConn's liveness
+		// check, so it is probed here (outside the lock): what the server
+		// sent after the response, such as the tail of a body longer than
+		// its Content-Length, that bufio never buffered, would otherwise be
+		// read as the waiting call's answer. One syscall, only when a call
+		// waits.
+		c.mu.Unlock()
+		if !pc.alive() {
+			return false // the caller closes it; with MaxConns that frees a slot
+		}
+		c.mu.Lock()
+	}
 	if len(c.waiters) > 0 {
 		w := c.popWaiter()
 		c.mu.Unlock()
