@@ -99,7 +99,11 @@ func (g *flights[T]) do(ctx context.Context, key string, fn func(ctx context.Con
 		}
 		g.mu.Unlock()
 		if last {
-			f.call.end() // a no-op if fn has returned meanwhile
+			// A no-op if fn has returned meanwhile. The shared try ends
+			// for the last waiter's reason: its deadline, if that is why
+			// it left, so that the try counts as a timeout for the breaker
+			// and outlier ejection (a cancellation counts for neither).
+			f.call.endWith(ctx.Err())
 		}
 		return res, joined, ctx.Err()
 	}
@@ -144,6 +148,7 @@ type callCtx struct {
 	done   chan struct{}
 
 	mu     sync.Mutex
+	err    error        // guarded by mu; what Err says once ended
 	ended  bool         // guarded by mu; done is closed
 	afters []*afterFunc // guarded by mu; registered by AfterFunc, run by end
 }
@@ -158,10 +163,16 @@ func (c *callCtx) Done() <-chan struct{}       { return c.done }
 func (c *callCtx) Value(key any) any           { return c.values.Value(key) }
 func (c *callCtx) String() string              { return "fetch.flight" }
 
+// Err is context.Canceled once the flight ended because fn returned or its
+// last waiter was cancelled, and context.DeadlineExceeded when that waiter
+// left at its deadline: the flight has no deadline of its own, but it ends
+// because one passed, and the try under it failed for that reason.
 func (c *callCtx) Err() error {
 	select {
 	case <-c.done:
-		return context.Canceled
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.err
 	default:
 		return nil
 	}
@@ -200,13 +211,23 @@ func (c *callCtx) AfterFunc(f func()) (stop func() bool) {
 
 // end closes done, once, and runs the registered functions outside the
 // lock (they may call their own stop).
-func (c *callCtx) end() {
+func (c *callCtx) end() { c.endWith(context.Canceled) }
+
+// endWith is end with the reason Err reports: context.DeadlineExceeded if
+// err is that, else context.Canceled.
+func (c *callCtx) endWith(err error) {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		err = context.Canceled
+	} else {
+		err = context.DeadlineExceeded
+	}
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()
 		return
 	}
 	c.ended = true
+	c.err = err
 	close(c.done)
 	afters := c.afters
 	c.afters = nil
