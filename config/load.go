@@ -871,15 +871,25 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		}
 		return out.Interface(), nil
 	case to.Kind() == reflect.Float64:
+		// YAML spells NaN and infinity (.nan, .inf) and ParseFloat reads
+		// "NaN" and "Infinity": no key means either, and range checks
+		// written as comparisons would let NaN through, so they are
+		// refused here, for every number key at once.
 		switch x := data.(type) {
 		case int:
 			return float64(x), nil
 		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, &typeError{msg: fmt.Sprintf("expected a finite number, got %v", x)}
+			}
 			return x, nil
 		case string:
 			f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
 			if err != nil {
 				return nil, &typeError{msg: fmt.Sprintf("expected a number, got %q", x)}
+			}
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, &typeError{msg: fmt.Sprintf("expected a finite number, got %q", x)}
 			}
 			return f, nil
 		}

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -217,7 +218,7 @@ func validateUpstream(u *Upstream, p string, c *collector) {
 	if cb.ConsecutiveFailures < 1 {
 		c.add(cp+".consecutive_failures", "must be at least 1")
 	}
-	if cb.FailureRatio < 0 || cb.FailureRatio > 1 {
+	if !(cb.FailureRatio >= 0 && cb.FailureRatio <= 1) { // NaN too
 		c.add(cp+".failure_ratio", "must be between 0 (off) and 1, got %v", cb.FailureRatio)
 	}
 	if cb.FailureRatio > 0 && cb.MinRequests < 1 {
@@ -477,7 +478,7 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 	}
 	if rl := ep.RateLimit; rl != nil {
 		rp := p + ".rate_limit"
-		if rl.RPS <= 0 {
+		if !(rl.RPS > 0) || math.IsInf(rl.RPS, 0) { // NaN and +Inf too
 			c.add(rp+".rps", "must be positive (tokens per second, fractions allowed), got %v", rl.RPS)
 		}
 		if rl.Burst < 1 {

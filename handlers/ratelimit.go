@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -29,6 +30,12 @@ func newRateLimit(ec *config.Endpoint, conn *sharedRedis) (*rateLimit, error) {
 	rl := ec.RateLimit
 	if rl == nil {
 		return nil, nil
+	}
+	// Config validation refuses such values; checking again here turns
+	// one that got past it into a refused config (a refused reload) rather
+	// than the limiter constructors' panic.
+	if err := limiter.Validate(rl.RPS, rl.Burst); err != nil {
+		return nil, fmt.Errorf("endpoint %s: rate_limit: %w", ec.Path, err)
 	}
 	if rl.Store == config.StoreRedis {
 		shared, err := newSharedLimit(ec, conn)
