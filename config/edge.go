@@ -90,6 +90,9 @@ func validateCORS(cors *CORS, c *collector) {
 			c.add(op, "%q is not an origin: write scheme://host[:port], e.g. https://app.example.com", o)
 		} else if u.Path == "/" {
 			c.add(op, "%q: an origin has no path; write %q", o, strings.TrimSuffix(o, "/"))
+		} else if want := serializedOrigin(u); want != o {
+			// Origins are matched exactly, against what browsers send.
+			c.add(op, "%q: browsers send origins in lower case without the default port; write %q", o, want)
 		}
 	}
 	if len(cors.AllowMethods) == 0 {
@@ -301,4 +304,22 @@ func validateEndpointEdge(cfg *Config, ep *Endpoint, p string, c *collector) {
 		}
 		ep.ResponseHeaders = canonical
 	}
+}
+
+// serializedOrigin is u as a browser writes it in an Origin header: the
+// scheme and host in lower case, no port when it is the scheme's default.
+func serializedOrigin(u *url.URL) string {
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	port := u.Port()
+	if u.Scheme == "https" && port == "443" || u.Scheme == "http" && port == "80" {
+		port = ""
+	}
+	o := strings.ToLower(u.Scheme) + "://" + host
+	if port != "" {
+		o += ":" + port
+	}
+	return o
 }

@@ -315,6 +315,12 @@ func parseInstance(raw, path string, c *collector) (Instance, bool) {
 	parsed.Path = strings.TrimSuffix(parsed.Path, "/")
 	parsed.RawPath = strings.TrimSuffix(parsed.RawPath, "/")
 	port := parsed.Port()
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			c.add(path, "%q: port %s is out of range (1-65535)", raw, port)
+			return Instance{}, false
+		}
+	}
 	if port == "" {
 		port = "80"
 		if parsed.Scheme == "https" {
