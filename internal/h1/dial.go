@@ -35,7 +35,57 @@ import (
 // want is a call waiting for a connection.
 type want struct {
 	ch   chan dialResult // buffered: a delivery never blocks
-	dial *dialing        // the dial the call started
+	dial *dialing        // the dial started for the call; nil while it waits at MaxConns
+	q    [2]wantLink     // its places in c.waiters and c.needDial
+}
+
+// wantLink is a want's place in one wantQueue.
+type wantLink struct {
+	prev, next *want
+	in         bool
+}
+
+// wantQueue is a FIFO of waiting calls, linked through the wants
+// themselves (link k of each), so that taking the oldest and removing a
+// call that gave up are O(1) however many calls wait: at MaxConns,
+// thousands may.
+type wantQueue struct {
+	head, tail *want
+	n          int
+	k          int // which link of want this queue uses
+}
+
+func (q *wantQueue) push(w *want) {
+	l := &w.q[q.k]
+	l.prev, l.next, l.in = q.tail, nil, true
+	if q.tail != nil {
+		q.tail.q[q.k].next = w
+	} else {
+		q.head = w
+	}
+	q.tail = w
+	q.n++
+}
+
+// remove takes w out of q and reports whether it was in it.
+func (q *wantQueue) remove(w *want) bool {
+	l := &w.q[q.k]
+	if !l.in {
+		return false
+	}
+	if l.prev != nil {
+		l.prev.q[q.k].next = l.next
+	} else {
+		q.head = l.next
+	}
+	if l.next != nil {
+		l.next.q[q.k].prev = l.prev
+	} else {
+		q.tail = l.prev
+	}
+	*l = wantLink{}
+	q.n--
+	return true
 }
 
 type dialResult struct {
@@ -71,9 +121,11 @@ func (c *Client) getConn(ctx context.Context) (*conn, error) {
 	}
 	w := &want{ch: make(chan dialResult, 1)}
 	c.mu.Lock()
-	c.waiters = append(c.waiters, w)
+	c.waiters.push(w)
 	if c.opts.MaxConns <= 0 || c.conns < c.opts.MaxConns {
 		c.startDialLocked(w)
+	} else {
+		c.needDial.push(w)
 	}
 	c.mu.Unlock()
 
@@ -135,11 +187,9 @@ func (c *Client) releaseSlot() {
 	c.mu.Lock()
 	c.conns--
 	if c.conns < c.opts.MaxConns {
-		for _, w := range c.waiters {
-			if w.dial == nil {
-				c.startDialLocked(w)
-				break
-			}
+		if w := c.needDial.head; w != nil {
+			c.needDial.remove(w)
+			c.startDialLocked(w)
 		}
 	}
 	c.mu.Unlock()
@@ -223,7 +273,7 @@ func (c *Client) dialFor(ctx context.Context, d *dialing) {
 	var w *want
 	if d.owner != nil && c.removeWaiter(d.owner) {
 		w = d.owner
-	} else if len(c.waiters) > 0 {
+	} else if c.waiters.n > 0 {
 		w = c.popWaiter()
 	}
 	if w != nil {
@@ -240,25 +290,17 @@ func (c *Client) dialFor(ctx context.Context, d *dialing) {
 
 // popWaiter takes the longest waiting call; c.mu is held and there is one.
 func (c *Client) popWaiter() *want {
-	w := c.waiters[0]
-	n := copy(c.waiters, c.waiters[1:])
-	c.waiters[n] = nil
-	c.waiters = c.waiters[:n]
+	w := c.waiters.head
+	c.waiters.remove(w)
+	c.needDial.remove(w)
 	return w
 }
 
 // removeWaiter takes w out of the queue and reports whether it was there
 // (false: something was delivered to it already). c.mu is held.
 func (c *Client) removeWaiter(w *want) bool {
-	for i, x := range c.waiters {
-		if x == w {
-			n := copy(c.waiters[i:], c.waiters[i+1:])
-			c.waiters[i+n] = nil
-			c.waiters = c.waiters[:i+n]
-			return true
-		}
-	}
-	return false
+	c.needDial.remove(w)
+	return c.waiters.remove(w)
 }
 
 // cancelSpareDials cancels the dials no call waits for; c.mu is held.

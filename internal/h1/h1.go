@@ -202,7 +202,8 @@ type Client struct {
 	idle       []*conn     // LIFO stack: idle[len-1] is the most recently used
 	sweep      *time.Timer // closes expired idle conns; created on first use
 	sweepArmed bool        // sweep will fire (or is firing)
-	waiters    []*want     // calls waiting for a connection, oldest first (dial.go)
+	waiters    wantQueue   // calls waiting for a connection, oldest first (dial.go)
+	needDial   wantQueue   // those of them waiting at MaxConns for a slot to dial with
 	dials      map[*dialing]struct{}
 	spare      int  // dials in flight that no call waits for, not cancelled
 	conns      int  // with MaxConns: connections open plus dials in flight
@@ -225,8 +226,9 @@ func New(o Options) *Client {
 		o.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	c := &Client{
-		opts:   o,
-		dialer: net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
+		opts:     o,
+		dialer:   net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second},
+		needDial: wantQueue{k: 1},
 	}
 	if o.TLS != nil {
 		c.tlsConfig = o.TLS.Clone()
@@ -345,7 +347,7 @@ func (c *Client) putIdle(pc *conn) bool {
 	}
 	pc.idleAt = time.Now()
 	c.mu.Lock()
-	if len(c.waiters) > 0 && pc.reused {
+	if c.waiters.n > 0 && pc.reused {
 		// A connection handed to a waiting call skips getConn's liveness
 		// check, so it is probed here (outside the lock): what the server
 		// sent after the response, such as the tail of a body longer than
@@ -358,7 +360,7 @@ func (c *Client) putIdle(pc *conn) bool {
 		}
 		c.mu.Lock()
 	}
-	if len(c.waiters) > 0 {
+	if c.waiters.n > 0 {
 		w := c.popWaiter()
 		c.mu.Unlock()
 		w.ch <- dialResult{pc: pc}

@@ -123,7 +123,7 @@ func TestOverlongTailHandedToWaiterAtMaxConns(t *testing.T) {
 	waitFor(t, func() bool { // B waits for the only slot
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return len(c.waiters) == 1
+		return c.waiters.n == 1
 	})
 	readLikeFetch(t, resp) // A's end hands its connection to B, unless the probe refuses it
 	o := <-done

@@ -69,7 +69,7 @@ func TestMaxConns(t *testing.T) {
 		waitFor(t, func() bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			return len(c.waiters) == calls-2
+			return c.waiters.n == calls-2
 		})
 		if n := s.accepted.Load(); n != 2 {
 			t.Fatalf("%d connections accepted with MaxConns 2", n)
@@ -257,4 +257,56 @@ func TestMaxConns(t *testing.T) {
 			t.Errorf("slots counted without MaxConns: %d", n)
 		}
 	})
+}
+
+// TestWantQueue: the waiting calls come out oldest first, a call that
+// leaves is taken out wherever it is, and the two queues a want can be in
+// do not disturb each other.
+func TestWantQueue(t *testing.T) {
+	t.Parallel()
+	all, some := wantQueue{}, wantQueue{k: 1}
+	ws := make([]*want, 10)
+	for i := range ws {
+		ws[i] = &want{}
+		all.push(ws[i])
+		if i%2 == 0 {
+			some.push(ws[i])
+		}
+	}
+	for _, i := range []int{0, 5, 9, 4} { // head, middle, tail, and one in both
+		if !all.remove(ws[i]) {
+			t.Fatalf("remove %d: not found", i)
+		}
+		if all.remove(ws[i]) {
+			t.Fatalf("remove %d twice: found", i)
+		}
+	}
+	var got []int
+	for w := all.head; w != nil; w = w.q[0].next {
+		for i, x := range ws {
+			if x == w {
+				got = append(got, i)
+			}
+		}
+	}
+	if fmt.Sprint(got) != "[1 2 3 6 7 8]" || all.n != 6 {
+		t.Errorf("all: %v (n %d), want [1 2 3 6 7 8]", got, all.n)
+	}
+	got = nil
+	for w := some.head; w != nil; w = w.q[1].next {
+		for i, x := range ws {
+			if x == w {
+				got = append(got, i)
+			}
+		}
+	}
+	if fmt.Sprint(got) != "[0 2 4 6 8]" || some.n != 5 {
+		t.Errorf("some: %v (n %d), want [0 2 4 6 8]", got, some.n)
+	}
+	for all.head != nil {
+		all.remove(all.head)
+	}
+	if all.n != 0 || all.tail != nil {
+		t.Errorf("emptied: n %d, tail %v", all.n, all.tail)
+	}
 }
