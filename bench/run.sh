@@ -8,7 +8,7 @@
 #   bench/run.sh -only pools -name results-pools  # upstream pools: hedging, coalescing (~3 min)
 #   bench/run.sh -only S1,S6,S7 -duration 6s -name results-growth  # how cost grows: width, body size (~4 min)
 #   bench/run.sh -only S8 -name results-s8  # concurrency: 1k, 5k, 10k connections, 200 ms backends (~2 min; -s8-levels;
-#                                           # needs RLIMIT_NOFILE >= 4 x connections + 1024, else -s8-fd-shortfall)
+#                                           # needs RLIMIT_NOFILE >= N + 3 x min(N, 2500) + 1024, else -s8-fd-shortfall)
 #   bench/run.sh -only S2,FR --peer krakend -name results-fr  # open loop at 50 % of S2's saturation (-fr-percent)
 # With a peer, each repetition runs Manifold, then the peer, on the same core;
 # the report gives CPU per request as a multiple of the run's S1 floor and

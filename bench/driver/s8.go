@@ -41,7 +41,10 @@ import (
 // its own soft limit to the hard one before starting anything (raiseFDLimit),
 // and every process it starts inherits that; bench/run.sh raises the hard
 // limit first where it may (ulimit -n 65536). A level of N connections
-// needs 4N fds in the gateway (checkFDLimit): 10,000 needs ~41,000.
+// needs N fds in the gateway for its clients and one per upstream
+// connection, which bench/manifold.yaml caps at s8UpstreamConns per
+// backend (max_connections): N + 3 × min(N, 2 500) + 1 024, so 10,000
+// needs 18,524 (checkFDLimit).
 //
 // Levels run in the order given (ascending by default), after every other
 // selected scenario, so that the gateway's heap after 10,000 connections
@@ -64,7 +67,16 @@ const (
 	// s8FDSpare is what a process needs besides its sockets: listeners,
 	// files, the runtime's own.
 	s8FDSpare = 1024
+	// s8UpstreamConns is max_connections of /agg-200's upstreams (s8a, s8b,
+	// s8c) in bench/manifold.yaml: the most connections the gateway opens
+	// to each; calls beyond them wait for one. Keep the two equal.
+	s8UpstreamConns = 2500
 )
+
+// s8FDNeed is the open files a level of n connections can need in the
+// gateway: n client connections and up to s8UpstreamConns per backend.
+// The stub, one process for the three listeners, needs the upstream part.
+func s8FDNeed(n int) int { return n + 3*min(n, s8UpstreamConns) + s8FDSpare }
 
 // s8Levels is -s8-levels, parsed: the connections of each S8 level.
 func s8Levels(spec string) []int {
@@ -136,22 +148,28 @@ func raiseFDLimit() uint64 {
 }
 
 // checkFDLimit makes sure every process can hold each level, N
-// connections, and returns the top level's worst case. The gateway needs
-// N client connections plus one per upstream call in flight, and the stub
-// (one process for the three listeners) those 3N calls: 4N for the
-// gateway, and it is reached, not only in theory, because wrk opens its N
-// connections at once and the gateway starts the three calls of every
-// request as soon as it has read it, long before it has answered many
-// (seen on 2 cores: 29,000 goroutines at once at 10,000 connections, and
-// dials refused with EMFILE past a limit of 20,000). Without
-// -s8-fd-shortfall the driver fails when the limit is below a level's 4N
-// + s8FDSpare; with it, such levels run anyway and a call refused for
-// want of an fd is a 5xx, counted as an error (the report says which
-// levels ran short).
+// connections, and returns the top level's worst case (s8FDNeed). The
+// gateway needs N client connections plus one per upstream connection, of
+// which there would be one per call in flight, 3N, without the config's
+// max_connections: the worst case is reached, not only in theory, because
+// wrk opens its N connections at once and the gateway starts the three
+// calls of every request as soon as it has read it, long before it has
+// answered many (seen on 2 cores without the cap: 29,000 goroutines at
+// once at 10,000 connections, and dials refused with EMFILE past a limit
+// of 20,000). Without -s8-fd-shortfall the driver fails when the limit is
+// below a level's need; with it, such levels run anyway and a call
+// refused for want of an fd is a 5xx, counted as an error (the report says
+// which levels ran short).
 func checkFDLimit(levels []int, limit uint64, shortfall bool, info *concurrencyInfo) {
-	fits := (int(min(limit, 1<<30)) - s8FDSpare) / 4
-	info.FDFitsUpTo = max(fits, 0)
-	info.FDWorstCase = 4*slices.Max(levels) + s8FDSpare
+	lim := int(min(limit, 1<<30))
+	fits := 0 // the most connections that fit
+	if lim >= s8FDNeed(s8UpstreamConns) {
+		fits = lim - s8FDSpare - 3*s8UpstreamConns
+	} else {
+		fits = max((lim-s8FDSpare)/4, 0)
+	}
+	info.FDFitsUpTo = fits
+	info.FDWorstCase = s8FDNeed(slices.Max(levels))
 	var short []string
 	for _, n := range levels {
 		if n > fits {
@@ -163,11 +181,11 @@ func checkFDLimit(levels []int, limit uint64, shortfall bool, info *concurrencyI
 	}
 	info.FDShortLevels = short
 	if !shortfall {
-		fatalf("S8 at %s connections can need %d open files per process (N client connections and 3N upstream calls at once, 4N + %d); RLIMIT_NOFILE is %d, enough for %d connections: raise the hard limit (ulimit -Hn as root with CAP_SYS_RESOURCE, or limits.conf), lower -s8-levels, or pass -s8-fd-shortfall to run them anyway (calls refused for want of an fd are then 5xx answers, counted as errors)",
-			strings.Join(short, ", "), info.FDWorstCase, s8FDSpare, limit, fits)
+		fatalf("S8 at %s connections can need %d open files per process (N client connections and up to %d upstream connections per backend, N + 3 × min(N, %[3]d) + %d); RLIMIT_NOFILE is %d, enough for %d connections: raise the hard limit (ulimit -Hn as root with CAP_SYS_RESOURCE, or limits.conf), lower -s8-levels, or pass -s8-fd-shortfall to run them anyway (calls refused for want of an fd are then 5xx answers, counted as errors)",
+			strings.Join(short, ", "), info.FDWorstCase, s8UpstreamConns, s8FDSpare, limit, fits)
 	}
-	log.Printf("S8: -s8-fd-shortfall: levels %s run with RLIMIT_NOFILE %d, below their worst case (4N + %d; enough for %d connections): calls refused for want of an fd are counted as errors",
-		strings.Join(short, ", "), limit, s8FDSpare, fits)
+	log.Printf("S8: -s8-fd-shortfall: levels %s run with RLIMIT_NOFILE %d, below their worst case (N + 3 × min(N, %d) + %d; enough for %d connections): calls refused for want of an fd are counted as errors",
+		strings.Join(short, ", "), limit, s8UpstreamConns, s8FDSpare, fits)
 }
 
 // gatewayMetrics are the admin listener's values S8 reads.
@@ -328,7 +346,7 @@ func concurrencyMarkdown(rep report) string {
 	fmt.Fprintf(&b, "Errors = non-2xx answers + wrk's socket errors (connect, read, write, timeout), the most of any repetition, with its breakdown; every backend is required, so a failed upstream call is a 5xx, never a partial 200. ")
 	fmt.Fprintf(&b, "RSS per connection = (peak RSS − RSS just before the level) ÷ connections: levels run in ascending order and Go keeps the heap it grew, so a level after a bigger one reads low. ")
 	fmt.Fprintf(&b, "Goroutines (`go_goroutines`) and requests in flight (`manifold_inflight_requests`) from the admin listener (%s): before the level, the highest of the samples taken every %s during it, and after wrk stopped, the first value within %d of the baseline, or the last one at %s (then marked not drained). ", c.AdminAddress, c.Poll, c.DrainMargin, c.DrainBound)
-	fmt.Fprintf(&b, "Open fds sampled likewise; every process had RLIMIT_NOFILE %d, enough for %d connections with every request's three upstream calls open at once (the gateway's need at the top level: %d).", c.FDLimit, c.FDFitsUpTo, c.FDWorstCase)
+	fmt.Fprintf(&b, "Open fds sampled likewise; every process had RLIMIT_NOFILE %d, enough for %d connections with up to %d upstream connections per backend (max_connections; the gateway's need at the top level: %d).", c.FDLimit, c.FDFitsUpTo, s8UpstreamConns, c.FDWorstCase)
 	if len(c.FDShortLevels) > 0 {
 		fmt.Fprintf(&b, " **Ran short of fds** (-s8-fd-shortfall), at %s connections: the errors include upstream dials refused with EMFILE (too many open files), and their sampled peak fds may miss the moment the limit was hit.", strings.Join(c.FDShortLevels, ", "))
 	}
