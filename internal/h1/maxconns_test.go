@@ -310,3 +310,24 @@ func TestWantQueue(t *testing.T) {
 		t.Errorf("emptied: n %d, tail %v", all.n, all.tail)
 	}
 }
+
+// BenchmarkWantQueue: taking the oldest waiting call and queueing one costs
+// the same however many wait (at MaxConns thousands may).
+func BenchmarkWantQueue(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			c := New(Options{Addr: "127.0.0.1:1", MaxConns: 1})
+			for range n {
+				w := &want{}
+				c.waiters.push(w)
+				c.needDial.push(w)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				w := c.popWaiter()
+				c.waiters.push(w)
+				c.needDial.push(w)
+			}
+		})
+	}
+}
