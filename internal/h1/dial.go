@@ -105,29 +105,39 @@ type dialing struct {
 // MaxConns reached it starts no dial: it waits for a connection to be
 // released, or for one to close, which frees a slot for a dial of its own.
 func (c *Client) getConn(ctx context.Context) (*conn, error) {
-	for {
-		pc := c.popIdle()
-		if pc == nil {
-			break
+	var w *want
+	for w == nil {
+		for {
+			pc := c.popIdle()
+			if pc == nil {
+				break
+			}
+			if pc.alive() {
+				return pc, nil
+			}
+			pc.close()
 		}
-		if pc.alive() {
-			return pc, nil
+		if c.opts.MaxIdleConns < 0 && c.opts.MaxConns <= 0 {
+			// No pool, so no connection is ever released to a waiting call.
+			return c.dial(ctx)
 		}
-		pc.close()
+		c.mu.Lock()
+		if c.opts.MaxConns > 0 && c.conns >= c.opts.MaxConns && len(c.idle) > 0 {
+			// A connection was pooled since popIdle looked (putIdle pools
+			// only while no call waits): take it. Waiting at the limit
+			// instead, nothing would wake this call before its deadline.
+			c.mu.Unlock()
+			continue
+		}
+		w = &want{ch: make(chan dialResult, 1)}
+		c.waiters.push(w)
+		if c.opts.MaxConns <= 0 || c.conns < c.opts.MaxConns {
+			c.startDialLocked(w)
+		} else {
+			c.needDial.push(w)
+		}
+		c.mu.Unlock()
 	}
-	if c.opts.MaxIdleConns < 0 && c.opts.MaxConns <= 0 {
-		// No pool, so no connection is ever released to a waiting call.
-		return c.dial(ctx)
-	}
-	w := &want{ch: make(chan dialResult, 1)}
-	c.mu.Lock()
-	c.waiters.push(w)
-	if c.opts.MaxConns <= 0 || c.conns < c.opts.MaxConns {
-		c.startDialLocked(w)
-	} else {
-		c.needDial.push(w)
-	}
-	c.mu.Unlock()
 
 	select {
 	case r := <-w.ch:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -329,5 +330,41 @@ func BenchmarkWantQueue(b *testing.B) {
 				c.needDial.push(w)
 			}
 		})
+	}
+}
+
+// TestMaxConnsIdleRace: with MaxConns 1, two calls start together, over and
+// over. One holds the only connection; the other finds the pool empty, and
+// before it queues the first releases its connection into the pool (no call
+// waits yet). The second must take that connection, not queue at the limit
+// while it sits idle (nothing would wake it before its deadline).
+func TestMaxConnsIdleRace(t *testing.T) {
+	t.Parallel()
+	s := newRawServer(t, serveEach(func(int, *http.Request) string { return okResponse }))
+	c := s.client(t, Options{MaxConns: 1})
+	one := func(uri string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		resp, err := c.Do(ctx, &Request{Method: "GET", RequestURI: uri})
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for round := 0; round < 5000 && time.Now().Before(deadline); round++ {
+		start := make(chan struct{})
+		errs := make(chan error, 2)
+		for _, u := range []string{"/a", "/b"} {
+			go func() { <-start; errs <- one(u) }()
+		}
+		close(start)
+		if e1, e2 := <-errs, <-errs; e1 != nil || e2 != nil {
+			c.mu.Lock()
+			idle, waiters, conns := len(c.idle), c.waiters.n, c.conns
+			c.mu.Unlock()
+			t.Fatalf("round %d: %v / %v (then %d idle, %d waiting, %d slots)", round, e1, e2, idle, waiters, conns)
+		}
 	}
 }
