@@ -3,6 +3,7 @@ package fetch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -148,7 +149,11 @@ func (b *Backend) resolve(results []Result, item gjson.Result) ([]config.RefValu
 		} else {
 			v = lookup(answer(results[r.Source].raw), r.Path)
 		}
-		vals[i] = refValue(v)
+		var tooMany bool
+		vals[i], tooMany = refValue(v, b.Config.MaxItems)
+		if tooMany {
+			return nil, fmt.Errorf("%w: %s names an array of more than max_items (%d) values", ErrTooManyItems, r.Text, b.Config.MaxItems)
+		}
 	}
 	return vals, nil
 }
@@ -240,25 +245,31 @@ func element(v gjson.Result, seg string) gjson.Result {
 
 // refValue turns a JSON value into what a reference can substitute: the
 // text of a scalar (a number's exact text, a string decoded), or the texts
-// of an array of scalars. Anything else is not found.
-func refValue(v gjson.Result) config.RefValue {
+// of an array of at most max scalars (tooMany past that: the walk stops at
+// max+1, so a huge array costs nothing to refuse). Anything else is not
+// found.
+func refValue(v gjson.Result, max int) (_ config.RefValue, tooMany bool) {
 	switch v.Type {
 	case gjson.String:
-		return config.RefValue{Found: true, Text: v.Str}
+		return config.RefValue{Found: true, Text: v.Str}, false
 	case gjson.Number:
-		return config.RefValue{Found: true, Text: v.Raw}
+		return config.RefValue{Found: true, Text: v.Raw}, false
 	case gjson.True:
-		return config.RefValue{Found: true, Text: "true"}
+		return config.RefValue{Found: true, Text: "true"}, false
 	case gjson.False:
-		return config.RefValue{Found: true, Text: "false"}
+		return config.RefValue{Found: true, Text: "false"}, false
 	}
 	if !v.IsArray() {
-		return config.RefValue{}
+		return config.RefValue{}, false
 	}
 	list := []string{}
 	ok := true
 	v.ForEach(func(_, x gjson.Result) bool {
-		s := refValue(x)
+		if len(list) == max {
+			tooMany = true
+			return false
+		}
+		s, _ := refValue(x, 0)
 		if !s.Found || s.List != nil {
 			ok = false
 			return false
@@ -266,10 +277,13 @@ func refValue(v gjson.Result) config.RefValue {
 		list = append(list, s.Text)
 		return true
 	})
-	if !ok {
-		return config.RefValue{}
+	if tooMany {
+		return config.RefValue{}, true
 	}
-	return config.RefValue{Found: true, List: list}
+	if !ok {
+		return config.RefValue{}, false
+	}
+	return config.RefValue{Found: true, List: list}, false
 }
 
 // render builds the call's request-target and headers from vals.
@@ -349,8 +363,19 @@ func (b *Backend) foreach(ctx context.Context, in *Inbound, results []Result) Re
 	if !arr.IsArray() {
 		return Result{Backend: b, Err: &ReferenceError{Ref: f.Text}}
 	}
-	items := arr.Array()
-	if len(items) > b.Config.MaxItems {
+	// Counted while walking, so that a huge array is refused at
+	// max_items+1 elements, not after a value was built for each.
+	var items []gjson.Result
+	tooMany := false
+	arr.ForEach(func(_, x gjson.Result) bool {
+		if len(items) == b.Config.MaxItems {
+			tooMany = true
+			return false
+		}
+		items = append(items, x)
+		return true
+	})
+	if tooMany {
 		return Result{Backend: b, Err: ErrTooManyItems}
 	}
 	if len(items) == 0 {
