@@ -310,6 +310,9 @@ func waitOrStop[T any](c <-chan T, sigs <-chan os.Signal) (T, bool) {
 // reported, not applied.
 func reloadGateway(path string, started *config.Config, cur *handlers.Gateway, opts handlers.Options, logger *slog.Logger) (*handlers.Gateway, error) {
 	cfg, err := config.Load(path, nil)
+	if err == nil {
+		err = config.CheckReload(cfg, started, path)
+	}
 	if err != nil {
 		var problems config.Problems
 		if errors.As(err, &problems) {
