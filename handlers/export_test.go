@@ -26,3 +26,7 @@ func SetRateLimitClock(g *Gateway, now func() time.Time) {
 		rl.lim = clockedLimiter{rl.lim, now}
 	}
 }
+
+// HoldsRedis reports whether g still holds its reference to its Redis
+// client (a retired Gateway gives it back when its last request leaves).
+func HoldsRedis(g *Gateway) bool { return g.redisHeld.Load() }

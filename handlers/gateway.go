@@ -74,6 +74,14 @@ type Gateway struct {
 	// is unchanged; redisHeld says g still holds its reference (redis.go).
 	redis     *sharedRedis
 	redisHeld atomic.Bool
+	// With a Redis only: the requests in flight on g, whether g was
+	// retired, and its successor. g gives its Redis reference back when it
+	// is retired and its last request has left, so that a request that
+	// entered g before a reload still has its limit decided by Redis
+	// (redis.go: enter, leave).
+	inflight atomic.Int64
+	retired  atomic.Bool
+	next     atomic.Pointer[Gateway]
 }
 
 // New compiles cfg into a Gateway: one upstream runtime per upstream, one
@@ -208,7 +216,19 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 }
 
 // ServeHTTP serves one request.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.engine.ServeHTTP(w, r) }
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.redis != nil {
+		if !g.enter() {
+			// g was retired and gave its Redis back before this request
+			// entered (it picked g an instant before the reload swapped
+			// it): its successor serves it, with a Redis that is open.
+			g.next.Load().ServeHTTP(w, r)
+			return
+		}
+		defer g.leave()
+	}
+	g.engine.ServeHTTP(w, r)
+}
 
 // Config returns the configuration the Gateway was built from.
 func (g *Gateway) Config() *config.Config { return g.cfg }
@@ -222,9 +242,9 @@ func (g *Gateway) Close() { g.Retire(nil) }
 // the idle connections of upstreams that were removed or changed (and their
 // circuit-state series). Requests in flight on g finish normally.
 func (g *Gateway) Retire(next *Gateway) {
-	g.retireAuth(next) // the key store's goroutine, unless next carried it over
-	g.cache.close()    // never carried over; in-flight requests can still use it
-	g.releaseRedis()   // closed with the last holder: next, if it carried it over
+	g.retireAuth(next)  // the key store's goroutine, unless next carried it over
+	g.cache.close()     // never carried over; in-flight requests can still use it
+	g.retireRedis(next) // given back when g's last request has left
 	for name, u := range g.upstreams {
 		if next != nil && next.upstreams[name] == u {
 			continue

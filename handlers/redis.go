@@ -22,9 +22,10 @@ import (
 // transition log lines report, once per Redis rather than per endpoint.
 // A reload that leaves the redis block as it was hands it to the new
 // Gateway; a changed block gets a new one, and the old one closes once no
-// Gateway holds it and no decision is in flight on it, so that requests
-// finishing on the old Gateway are not failed (and logged as an outage)
-// by a client closed under them.
+// Gateway holds it (a retired Gateway holds it until its last request has
+// left) and no decision is in flight on it, so that requests finishing on
+// the old Gateway are not failed (and logged as an outage) by a client
+// closed under them.
 type sharedRedis struct {
 	cfg    config.Redis
 	client io.Closer
@@ -113,6 +114,45 @@ func (r *sharedRedis) acquire() bool {
 func (r *sharedRedis) release() {
 	if r.refs.Add(-1) == 0 {
 		_ = r.client.Close()
+	}
+}
+
+// retireRedis marks g retired, with next as its successor (nil on Close),
+// and gives back g's Redis reference at once if no request is in flight on
+// g, else when the last one leaves. With enter, it is the two halves of a
+// handshake on seq-cst atomics: a request that enters after the reference
+// was given back sees it and goes to next instead; one that entered before
+// keeps the reference until it leaves.
+func (g *Gateway) retireRedis(next *Gateway) {
+	if g.redis == nil {
+		return
+	}
+	if next != nil {
+		g.next.Store(next)
+	}
+	g.retired.Store(true)
+	if g.inflight.Load() == 0 {
+		g.releaseRedis()
+	}
+}
+
+// enter counts a request in on g (one with a Redis). It reports false,
+// counting nothing, when g was retired and has given its Redis back and a
+// successor is known: the request should be served there.
+func (g *Gateway) enter() bool {
+	g.inflight.Add(1)
+	if g.retired.Load() && !g.redisHeld.Load() && g.next.Load() != nil {
+		g.leave()
+		return false
+	}
+	return true
+}
+
+// leave counts a request out of g, and gives back g's Redis reference if
+// it was the last request of a retired g.
+func (g *Gateway) leave() {
+	if g.inflight.Add(-1) == 0 && g.retired.Load() {
+		g.releaseRedis()
 	}
 }
 

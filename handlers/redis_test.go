@@ -540,8 +540,8 @@ func TestRedisReloadWaitsForDecisionsInFlight(t *testing.T) {
 	opts.Previous = a
 	_, b := replica(t, redisYAML(`address: "`+srv.Addr()+`", timeout: 9s`, ep), up, opts)
 	a.Retire(b)
-	if n := handlers.RedisRefs(a); n != 1 {
-		t.Fatalf("retired with a decision in flight: %d holders, want 1 (the decision)", n)
+	if n := handlers.RedisRefs(a); n != 2 {
+		t.Fatalf("retired with a request in flight: %d holders, want 2 (a's own, kept until its request leaves, and the decision)", n)
 	}
 	srv.Do("CLIENT", "UNPAUSE")
 	unpaused = true
