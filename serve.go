@@ -168,6 +168,17 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 		ln.Close()
 		return err
 	}
+	// Both listeners are bound before either serves: with the admin
+	// address taken, run fails before the main listener has answered (or
+	// said ready to) anyone.
+	var aln net.Listener
+	if cfg.Admin.Address != "" {
+		aln, err = net.Listen("tcp", cfg.Admin.Address)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen admin %s: %w", cfg.Admin.Address, err)
+		}
+	}
 	servers := []*http.Server{srv}
 	errc := make(chan error, 2)
 	scheme := "http"
@@ -179,12 +190,7 @@ func serve(path string, cfg *config.Config, logw io.Writer) error {
 	}
 	logger.Info("listening", "address", ln.Addr().String(), "scheme", scheme, "h2c", s.H2C, "version", version, "endpoints", len(cfg.Endpoints))
 
-	if cfg.Admin.Address != "" {
-		aln, err := net.Listen("tcp", cfg.Admin.Address)
-		if err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("listen admin %s: %w", cfg.Admin.Address, err)
-		}
+	if aln != nil {
 		admin := newAdminServer(cfg, metrics, ready, logger)
 		servers = append(servers, admin)
 		go func() { errc <- admin.Serve(aln) }()
