@@ -20,7 +20,7 @@ import (
 // newLeanClient builds the upstream's pooled HTTP/1.1 client: the same
 // pool size, connection limit and dial bounds as the stdlib transport, TLS
 // (HTTP/1.1 only) for https upstreams.
-func newLeanClient(cfg *config.Upstream, inst config.Instance, idle int, dialTimeout time.Duration) *h1.Client {
+func newLeanClient(cfg *config.Upstream, inst config.Instance, idle, maxConns int, dialTimeout time.Duration) *h1.Client {
 	host, port := inst.URL.Hostname(), inst.URL.Port()
 	var tlsConfig *tls.Config
 	if inst.URL.Scheme == "https" {
@@ -39,7 +39,7 @@ func newLeanClient(cfg *config.Upstream, inst config.Instance, idle int, dialTim
 		TLS:            tlsConfig,
 		DialTimeout:    dialTimeout,
 		MaxIdleConns:   idle,
-		MaxConns:       cfg.MaxConnections,
+		MaxConns:       maxConns,
 		IdleTimeout:    90 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 	})
@@ -49,13 +49,13 @@ func newLeanClient(cfg *config.Upstream, inst config.Instance, idle int, dialTim
 // an http.Transport with the same pool size, connection limit and dial
 // bounds as the lean client, no environment proxies, HTTP/2 attempted for
 // https.
-func newTransport(cfg *config.Upstream, idle int, dialTimeout time.Duration) *http.Transport {
+func newTransport(cfg *config.Upstream, idle, maxConns int, dialTimeout time.Duration) *http.Transport {
 	return &http.Transport{
 		DialContext:            (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:      cfg.BaseURL.Scheme == "https",
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    idle,
-		MaxConnsPerHost:        cfg.MaxConnections,
+		MaxConnsPerHost:        maxConns,
 		IdleConnTimeout:        90 * time.Second,
 		TLSClientConfig:        upstreamTLSConfig(cfg),
 		TLSHandshakeTimeout:    dialTimeout,
@@ -94,7 +94,12 @@ func upstreamTLSConfig(cfg *config.Upstream) *tls.Config {
 // leanRoundTrip makes one call through the lean client and presents the
 // answer as an *http.Response so the rest of fetch is client-agnostic.
 func (u *Upstream) leanRoundTrip(ctx context.Context, in *instance, method, uri string, header http.Header, body []byte) (*http.Response, error) {
-	resp, err := in.lean.Do(ctx, &h1.Request{Method: method, Host: in.host, RequestURI: uri, Header: header, Body: body})
+	return u.leanRoundTripOn(ctx, in.lean, in, method, uri, header, body)
+}
+
+// leanRoundTripOn is leanRoundTrip through c, one of in's lean clients.
+func (u *Upstream) leanRoundTripOn(ctx context.Context, c *h1.Client, in *instance, method, uri string, header http.Header, body []byte) (*http.Response, error) {
+	resp, err := c.Do(ctx, &h1.Request{Method: method, Host: in.host, RequestURI: uri, Header: header, Body: body})
 	if err != nil {
 		if errors.Is(err, h1.ErrMalformedResponse) {
 			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
@@ -124,6 +129,11 @@ func hasRange(header http.Header) bool {
 
 // stdRoundTrip makes one call through the upstream's http.Transport.
 func (u *Upstream) stdRoundTrip(ctx context.Context, in *instance, method, uri string, header http.Header, body []byte) (*http.Response, error) {
+	return u.stdRoundTripOn(ctx, in.transport, in, method, uri, header, body)
+}
+
+// stdRoundTripOn is stdRoundTrip through tr, one of in's transports.
+func (u *Upstream) stdRoundTripOn(ctx context.Context, tr *http.Transport, in *instance, method, uri string, header http.Header, body []byte) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -133,5 +143,5 @@ func (u *Upstream) stdRoundTrip(ctx context.Context, in *instance, method, uri s
 		return nil, fmt.Errorf("%w: build request: %w", ErrConnect, err)
 	}
 	req.Header = header
-	return in.transport.RoundTrip(req)
+	return tr.RoundTrip(req)
 }

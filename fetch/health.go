@@ -108,9 +108,16 @@ func (u *Upstream) check(ctx context.Context, in *instance, uri string, header h
 	defer cancel()
 	var resp *http.Response
 	var err error
-	if u.stdlib {
+	// With max_connections, through the instance's check client: a check
+	// must not wait behind the calls holding every allowed connection.
+	switch {
+	case u.stdlib && in.checkTransport != nil:
+		resp, err = u.stdRoundTripOn(ctx, in.checkTransport, in, http.MethodGet, uri, header, nil)
+	case u.stdlib:
 		resp, err = u.stdRoundTrip(ctx, in, http.MethodGet, uri, header, nil)
-	} else {
+	case in.checkLean != nil:
+		resp, err = u.leanRoundTripOn(ctx, in.checkLean, in, http.MethodGet, uri, header, nil)
+	default:
 		resp, err = u.leanRoundTrip(ctx, in, http.MethodGet, uri, header, nil)
 	}
 	if err != nil {

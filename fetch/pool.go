@@ -34,6 +34,12 @@ type instance struct {
 
 	lean      *h1.Client      // exactly one of lean and transport
 	transport *http.Transport // (by the upstream's client)
+	// With max_connections, health checks go through a client of their own
+	// (one connection, outside the limit, the same client kind), so that a
+	// check asks whether the instance answers rather than waiting behind
+	// the calls holding every allowed connection. Nil without the limit.
+	checkLean      *h1.Client
+	checkTransport *http.Transport
 
 	inflight atomic.Int64 // calls in flight, for least_inflight
 	refs     atomic.Int32 // upstreams holding it; the pool is closed at 0
@@ -96,6 +102,12 @@ func (in *instance) closeIfUnused() {
 	}
 	if in.transport != nil {
 		in.transport.CloseIdleConnections()
+	}
+	if in.checkLean != nil {
+		in.checkLean.Close()
+	}
+	if in.checkTransport != nil {
+		in.checkTransport.CloseIdleConnections()
 	}
 }
 
@@ -162,9 +174,15 @@ func (u *Upstream) buildInstances(idle int, dialTimeout time.Duration) {
 			in = &instance{addr: ci.Addr, host: ci.URL.Host, origin: ci.URL.Scheme + "://" + ci.URL.Host, key: key}
 			in.healthy.Store(true)
 			if cfg.Client == "stdlib" {
-				in.transport = newTransport(cfg, idle, dialTimeout)
+				in.transport = newTransport(cfg, idle, cfg.MaxConnections, dialTimeout)
+				if cfg.MaxConnections > 0 {
+					in.checkTransport = newTransport(cfg, 1, 0, dialTimeout)
+				}
 			} else {
-				in.lean = newLeanClient(cfg, ci, idle, dialTimeout)
+				in.lean = newLeanClient(cfg, ci, idle, cfg.MaxConnections, dialTimeout)
+				if cfg.MaxConnections > 0 {
+					in.checkLean = newLeanClient(cfg, ci, 1, 0, dialTimeout)
+				}
 			}
 		}
 		if cfg.HealthCheck == nil {
