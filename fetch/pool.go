@@ -314,7 +314,7 @@ func (u *Upstream) observe(in *instance, err error) {
 
 // eject takes in out of rotation for outlier.eject_for, doubled for each
 // ejection in a row up to ten times it, unless max_ejected_percent of the
-// instances are out already. The streak ends when the instance has been
+// instances are out already (ejected or failing health checks). The streak ends when the instance has been
 // back for ten times eject_for.
 func (u *Upstream) eject(in *instance) {
 	now := time.Now()
@@ -325,9 +325,11 @@ func (u *Upstream) eject(in *instance) {
 	// cannot both see room under max_ejected_percent.
 	u.ejectMu.Lock()
 	defer u.ejectMu.Unlock()
+	// Out of rotation for any reason counts: ejected, or failing its
+	// health checks.
 	out := 0
 	for _, other := range u.instances {
-		if other.ejectedUntil.Load() != 0 {
+		if other.ejectedUntil.Load() != 0 || !other.healthy.Load() {
 			out++
 		}
 	}
