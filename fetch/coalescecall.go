@@ -14,6 +14,12 @@ import (
 // cancellation.
 func (b *Backend) coalesced(ctx context.Context, o *outbound, avoid *instance) tryOut {
 	key := b.coalesceKey(o)
+	if avoid != nil {
+		// A retry joins only flights that avoid the same instance: one
+		// already in flight elsewhere may be on the instance that just
+		// failed it.
+		key += "\x00avoid " + avoid.addr
+	}
 	out, joined, err := b.Upstream.flights.do(ctx, key, func(ctx context.Context) tryOut {
 		if b.hedge != nil {
 			return b.hedged(ctx, o, avoid)
