@@ -12,8 +12,10 @@ import (
 // TestAdminPortTakenServesNothing: when the admin address cannot be bound,
 // run fails before the main listener serves a single request, so a
 // balancer never sees the replica ready for a moment and then reset.
+//
+// Not parallel: serve sets process-wide values (fetch.UserAgent) that the
+// package's parallel tests read.
 func TestAdminPortTakenServesNothing(t *testing.T) {
-	t.Parallel()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
