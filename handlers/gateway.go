@@ -79,8 +79,7 @@ type Gateway struct {
 	// is retired and its last request has left, so that a request that
 	// entered g before a reload still has its limit decided by Redis
 	// (redis.go: enter, leave).
-	inflight atomic.Int64
-	retired  atomic.Bool
+	inflight atomic.Int64 // requests in flight, | retiredBit once retired
 	next     atomic.Pointer[Gateway]
 }
 

@@ -119,10 +119,10 @@ func (r *sharedRedis) release() {
 
 // retireRedis marks g retired, with next as its successor (nil on Close),
 // and gives back g's Redis reference at once if no request is in flight on
-// g, else when the last one leaves. With enter, it is the two halves of a
-// handshake on seq-cst atomics: a request that enters after the reference
-// was given back sees it and goes to next instead; one that entered before
-// keeps the reference until it leaves.
+// g, else when the last one leaves. The count of requests and the retired
+// mark share one atomic word (g.inflight, retiredBit), so that exactly one
+// party sees "retired and nothing in flight" and gives the reference back,
+// and a request that enters after that sees it and goes to next instead.
 func (g *Gateway) retireRedis(next *Gateway) {
 	if g.redis == nil {
 		return
@@ -130,28 +130,35 @@ func (g *Gateway) retireRedis(next *Gateway) {
 	if next != nil {
 		g.next.Store(next)
 	}
-	g.retired.Store(true)
-	if g.inflight.Load() == 0 {
+	if g.inflight.Or(retiredBit) == 0 {
 		g.releaseRedis()
 	}
 }
 
+// retiredBit marks g.inflight once g is retired; the bits below count the
+// requests in flight.
+const retiredBit = 1 << 62
+
 // enter counts a request in on g (one with a Redis). It reports false,
-// counting nothing, when g was retired and has given its Redis back and a
-// successor is known: the request should be served there.
+// counting nothing, when g is retired with nothing in flight (its Redis is
+// given back or about to be) and a successor is known: the request should
+// be served there.
 func (g *Gateway) enter() bool {
-	g.inflight.Add(1)
-	if g.retired.Load() && !g.redisHeld.Load() && g.next.Load() != nil {
-		g.leave()
-		return false
+	for {
+		n := g.inflight.Load()
+		if n == retiredBit && g.next.Load() != nil {
+			return false
+		}
+		if g.inflight.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
-	return true
 }
 
 // leave counts a request out of g, and gives back g's Redis reference if
 // it was the last request of a retired g.
 func (g *Gateway) leave() {
-	if g.inflight.Add(-1) == 0 && g.retired.Load() {
+	if g.inflight.Add(-1) == retiredBit {
 		g.releaseRedis()
 	}
 }
