@@ -39,7 +39,7 @@ func TestRetireRedisRace(t *testing.T) {
 			}
 			admitted.Store(true)
 			runtime.Gosched() // the request's work before its limit (auth, ...)
-			if r.acquire() { // what decide does
+			if r.acquire() {  // what decide does
 				open.Store(true)
 				r.release()
 			}
