@@ -104,6 +104,9 @@ func (u *Upstream) leanRoundTripOn(ctx context.Context, c *h1.Client, in *instan
 		if errors.Is(err, h1.ErrMalformedResponse) {
 			return nil, fmt.Errorf("%w: %w", ErrConnect, err)
 		}
+		if errors.Is(err, h1.ErrConnLimit) {
+			return nil, fmt.Errorf("%w: %w", errConnLimit, err)
+		}
 		return nil, err
 	}
 	return &http.Response{

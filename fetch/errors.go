@@ -37,6 +37,11 @@ var (
 	// dependency's answer (missing, not a scalar, or unfit for a header).
 	// The error is a *ReferenceError naming the reference.
 	ErrReference = errors.New("reference cannot be filled")
+	// errConnLimit marks a try that timed out waiting for a connection at
+	// the instance's max_connections (lean client): a timeout for the
+	// caller, counted by neither the breaker nor outlier ejection.
+	errConnLimit = errors.New("no connection free within max_connections")
+
 	// ErrTooManyItems: a foreach array had more elements than max_items.
 	ErrTooManyItems = errors.New("too many foreach items")
 )

@@ -113,3 +113,61 @@ endpoints:
 	close(release)
 	wg.Wait()
 }
+
+// TestMaxConnectionsWaitCountsForNeitherBreakerNorEjection: a call that
+// times out waiting for a connection at the gateway's own limit says
+// nothing about the instance, so, like a bulkhead refusal, it counts
+// neither for the circuit breaker nor for outlier ejection; otherwise a
+// burst beyond the limit would eject busy, healthy instances, and the load
+// moved to the others would eject them in turn.
+func TestMaxConnectionsWaitCountsForNeitherBreakerNorEjection(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var inFlight atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, `{"ok":true}`)
+	})
+	a, b := httptest.NewServer(h), httptest.NewServer(h)
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	eps, ups := endpoints(t, `
+upstreams:
+  u:
+    urls: ["{{a}}", "{{b}}"]
+    timeout: 5s
+    max_connections: 1
+    circuit_breaker: {consecutive_failures: 2, open_timeout: 30s}
+    outlier: {consecutive_failures: 2, eject_for: 30s, max_ejected_percent: 100}
+endpoints:
+  - {path: /hold, timeout: 5s, backends: [{upstream: u, path: /}]}
+  - {path: /wait, timeout: 100ms, backends: [{upstream: u, path: /}]}
+`, map[string]string{"a": a.URL, "b": b.URL})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	for range 2 { // one call holds each instance's only connection
+		wg.Go(func() { eps[0].Fetch(context.Background(), inbound()) })
+	}
+	waitFor(t, "both connections held", func() bool { return inFlight.Load() == 2 })
+	for i := range 4 {
+		res := eps[1].Fetch(context.Background(), inbound())[0]
+		if !errors.Is(res.Err, fetch.ErrTimeout) {
+			t.Fatalf("wait %d at the limit: %v, want a timeout", i, res.Err)
+		}
+	}
+	u := ups["u"]
+	if s := u.BreakerState(); s != fetch.BreakerClosed {
+		t.Errorf("breaker %v after waits at the connection limit, want closed", s)
+	}
+	for _, in := range u.Instances() {
+		if !in.InRotation {
+			t.Errorf("instance %s ejected for waits at the connection limit", in.Addr)
+		}
+	}
+}

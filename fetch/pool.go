@@ -286,7 +286,7 @@ func outlierVerdict(err error) int {
 			return 1
 		}
 		return -1
-	case errors.Is(err, ErrCanceled), errors.Is(err, errNoTimeLeft):
+	case errors.Is(err, ErrCanceled), errors.Is(err, errNoTimeLeft), errors.Is(err, errConnLimit):
 		return 0
 	case errors.Is(err, ErrConnect), errors.Is(err, ErrTimeout):
 		return 1

@@ -114,7 +114,7 @@ func breakerVerdict(err error) error {
 			return err
 		}
 		return nil
-	case errors.Is(err, ErrCanceled), errors.Is(err, errNoTimeLeft):
+	case errors.Is(err, ErrCanceled), errors.Is(err, errNoTimeLeft), errors.Is(err, errConnLimit):
 		return errNotCounted
 	case errors.Is(err, ErrReshape):
 		return nil // the upstream answered; the shape is a contract matter

@@ -153,6 +153,11 @@ func classify(parent, callCtx context.Context, err error) error {
 	if errors.Is(parent.Err(), context.Canceled) {
 		return fmt.Errorf("%w: %w", ErrCanceled, err)
 	}
+	if errors.Is(err, errConnLimit) {
+		// A timeout to the caller, but kept apart for the breaker and
+		// ejection: the call never reached the upstream.
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
 	if callCtx.Err() == nil && (isTimeout(err) || errors.Is(err, context.DeadlineExceeded)) {
 		// A connection deadline set to the call's deadline can fire a hair
 		// before the context's own timer; wait for it (it is due) so the

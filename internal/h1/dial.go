@@ -158,6 +158,7 @@ func (c *Client) getConn(ctx context.Context) (*conn, error) {
 	case <-ctx.Done():
 		c.mu.Lock()
 		waiting := c.removeWaiter(w)
+		atLimit := w.dial == nil // it waited at MaxConns, without a dial
 		c.orphan(w.dial, true)
 		c.mu.Unlock()
 		if !waiting {
@@ -168,6 +169,9 @@ func (c *Client) getConn(ctx context.Context) (*conn, error) {
 					r.pc.close()
 				}
 			}
+		}
+		if atLimit {
+			return nil, fmt.Errorf("%w: %w", ErrConnLimit, ctx.Err())
 		}
 		return nil, fmt.Errorf("h1: dial: %w", ctx.Err())
 	}

@@ -73,6 +73,12 @@ import (
 // tell where the next response would begin.
 var ErrMalformedResponse = errors.New("h1: malformed HTTP response")
 
+// ErrConnLimit is wrapped, with the context's error, by the error of a call
+// whose context ended while it waited at MaxConns for a connection, without
+// a dial of its own: the call never reached the upstream, so its failure
+// says nothing about the upstream's health.
+var ErrConnLimit = errors.New("h1: no connection within MaxConns")
+
 // ErrInvalidRequest is wrapped by the errors Do returns, before dialing or
 // writing anything, for a Request that cannot be sent safely (a method that
 // is not a token, a request-target or header that could inject lines, ...).
