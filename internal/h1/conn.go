@@ -41,7 +41,9 @@ type conn struct {
 	maxHead int    // response head limit
 	idleAt  time.Time
 	reused  bool // a response was read on it before the current request
-	slot    bool // it holds one of the client's MaxConns slots (close gives it back)
+	// slot: it holds one of the client's MaxConns slots, given back once,
+	// by close or by onCancel (a body dropped without Close).
+	slot atomic.Bool
 
 	// Per call.
 	ctx         context.Context
@@ -390,6 +392,11 @@ func (pc *conn) watch(ctx context.Context) {
 func (pc *conn) onCancel() {
 	defer pc.cancelWG.Done()
 	pc.raw.Close()
+	// The connection is dead: its slot goes back now, not at release,
+	// which never comes for a body dropped without Close.
+	if pc.slot.CompareAndSwap(true, false) {
+		pc.client.releaseSlot()
+	}
 }
 
 // unwatch detaches the call from its context. If the AfterFunc already
@@ -445,8 +452,7 @@ func (pc *conn) close() {
 	if pc.raw != nil {
 		pc.raw.Close()
 	}
-	if pc.slot {
-		pc.slot = false
+	if pc.slot.CompareAndSwap(true, false) {
 		pc.client.releaseSlot()
 	}
 }

@@ -229,7 +229,7 @@ func (c *Client) dialFresh(ctx context.Context) (*conn, error) {
 		c.releaseSlot()
 		return nil, err
 	}
-	pc.slot = true
+	pc.slot.Store(true)
 	return pc, nil
 }
 
@@ -281,7 +281,7 @@ func (c *Client) dialFor(ctx context.Context, d *dialing) {
 		}
 		return
 	}
-	pc.slot = c.opts.MaxConns > 0
+	pc.slot.Store(c.opts.MaxConns > 0)
 	// The call that started the dial first, while it waits: so every
 	// waiting call keeps a dial of its own in flight.
 	var w *want

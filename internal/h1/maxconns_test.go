@@ -368,3 +368,29 @@ func TestMaxConnsIdleRace(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxConnsBodyAbandonedWithoutClose: ending the context of a call
+// whose body was dropped without Close closes its connection (as the
+// package promises) and gives back its MaxConns slot; otherwise each such
+// body would hold a slot for good, and at MaxConns of them every call
+// would wait out its deadline.
+func TestMaxConnsBodyAbandonedWithoutClose(t *testing.T) {
+	t.Parallel()
+	s := newRawServer(t, serveEach(func(i int, _ *http.Request) string {
+		if i == 0 {
+			return "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello" // the rest never comes
+		}
+		return okResponse
+	}))
+	c := s.client(t, Options{MaxConns: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := c.Do(ctx, &Request{Method: "GET", RequestURI: "/a"}); err != nil {
+		t.Fatal(err)
+	}
+	// The body is dropped, never read to its end nor closed.
+	cancel()
+	waitFor(t, func() bool { return c.slots() == 0 })
+	if _, body, err := get(t, c, "/b"); err != nil || body != "ok" {
+		t.Fatalf("next call: %q, %v", body, err)
+	}
+}
