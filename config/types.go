@@ -550,8 +550,8 @@ type Backend struct {
 	Foreach string `mapstructure:"foreach"`
 	// MaxParallel bounds the foreach calls in flight at once (default 4).
 	MaxParallel int `mapstructure:"max_parallel"`
-	// MaxItems fails the backend when the foreach array is longer (default
-	// 100).
+	// MaxItems fails the backend when the foreach array, or an array a
+	// reference expands into a query list, is longer (default 100).
 	MaxItems int `mapstructure:"max_items"`
 	// Fallback, any JSON value, stands in for the answer when the backend
 	// fails; the backend then never decides the status.

@@ -138,7 +138,8 @@ func (g *flights[T]) run(f *flight[T], key string, fn func(ctx context.Context) 
 // values (through context.WithoutCancel, which also keeps context.Cause
 // from finding the caller's cancellation), no deadline, and a Done channel
 // closed once, when the last waiter has gone or fn has returned, whichever
-// comes first. Err is then context.Canceled.
+// comes first. Err is then context.Canceled, or context.DeadlineExceeded
+// when the last waiter left at its deadline (see Err).
 //
 // It implements the AfterFunc method that package context looks for, so a
 // context derived from it (fn's own timeout) is cancelled with it directly,

@@ -9,10 +9,6 @@ import (
 	"github.com/manifold-gw/manifold/fetch"
 )
 
-// A retry must go to another instance than the try before it (SPEC §8).
-// With coalesce: true, a retry that finds an identical try in flight joins
-// it, whatever instance that try went to: here the very instance the
-// retry was meant to avoid.
 // TestCoalescedRetryAvoidsTheFailedInstance: a retry goes to another
 // instance than the try it repeats, coalesced or not: it must not join an
 // identical flight in progress on the instance that just failed it (the

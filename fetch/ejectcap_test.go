@@ -7,11 +7,6 @@ import (
 	"github.com/manifold-gw/manifold/fetch"
 )
 
-// docs: "Never more than max_ejected_percent of the instances are out at
-// once" (out of rotation = ejected or failing health checks). With two
-// instances and 50%, one failing its health checks, the other must not be
-// ejected as well: the cap counts only ejections, so both end up out and
-// every call fails with "no healthy instance".
 // TestEjectionCapCountsInstancesOutForHealthChecks: max_ejected_percent
 // bounds the instances out of rotation at once, whatever took them out: an
 // instance out for failing its health checks counts, so the other is not

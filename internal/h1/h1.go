@@ -246,7 +246,10 @@ func New(o Options) *Client {
 // Do sends req and reads the response head. On success the caller must
 // close Response.Body. Do never follows redirects and never retries, except
 // once, on a fresh connection, when a reused connection fails before any
-// byte of the response arrived and replaying is safe (see replayable).
+// byte of the response arrived and replaying is safe (see replayable). At
+// MaxConns, with no slot to dial with, the replay takes the next connection
+// that becomes available instead, which may be a pooled one that passed the
+// liveness check; if that one fails the same way, the call fails.
 //
 // Errors: ErrInvalidRequest for a request that cannot be sent safely;
 // ErrMalformedResponse for a response that does not parse; an error
@@ -283,7 +286,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	}
 	resp, err = pc.roundTrip(ctx, req)
 	if errors.As(err, &se) {
-		err = se.err // a fresh connection is never retried
+		err = se.err // the replay is never replayed
 	}
 	return resp, err
 }

@@ -70,7 +70,8 @@ func TestOverlongTailPooledIsDiscarded(t *testing.T) {
 }
 
 // The same connection handed straight to a call waiting for one (its dial
-// is slow) is not probed: the waiting call reads the tail as its answer.
+// is slow) is probed before the hand-off, as a pooled one is: the waiting
+// call gets its own answer, never the tail of the previous one.
 func TestOverlongTailHandedToWaiter(t *testing.T) {
 	srv := overlongServer(t)
 	c := srv.client(t, Options{})
