@@ -22,7 +22,7 @@ const MaxKeyLen = 256
 // key by accident.
 const hashedKeyPrefix = "\x00sha256:"
 
-// MinIdle is the smallest default idle period (see [NewPerKey]): below it,
+// MinIdle is the default idle period (see [NewPerKey]): below it,
 // fast-refilling endpoints would evict and re-create the buckets of regular
 // clients between two of their requests, trading memory for allocations
 // badly.
@@ -98,15 +98,18 @@ var _ = [1]struct{}{}[unsafe.Sizeof(shard{})%64]
 
 // NewPerKey returns a per-client limiter whose buckets have size burst and
 // refill at rps tokens per second; a key seen for the first time starts with
-// a full bucket. The idle period defaults to the time a bucket takes to
-// refill from empty (burst/rps) but at least [MinIdle]; see [WithIdle]. It
+// a full bucket. The idle period defaults to [MinIdle]; see [WithIdle].
+// Only full buckets are evicted, and a full bucket is a fresh one, so the
+// time a bucket takes to refill from empty (days on a slow endpoint) does
+// not lengthen it: keys that anyone can mint (a header's value, rotating
+// addresses) are forgotten a minute after their buckets are full again. It
 // panics if [Validate] rejects rps or burst.
 func NewPerKey(rps float64, burst int, opts ...Option) *PerKey {
 	mustValidate(rps, burst)
 	p := &PerKey{
 		rps:   rps,
 		burst: burst,
-		idle:  max(durationFor(float64(burst), rps), MinIdle),
+		idle:  MinIdle,
 		seed:  maphash.MakeSeed(),
 	}
 	for _, o := range opts {

@@ -1,6 +1,7 @@
 package limiter_test
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,9 +28,9 @@ func TestDefaultIdle(t *testing.T) {
 		opts  []limiter.Option
 		want  time.Duration
 	}{
-		{"fast refill floors at MinIdle", 10, 5, nil, limiter.MinIdle},
-		{"refill time when longer", 0.01, 10, nil, 1000 * time.Second},
-		{"fractional", 0.5, 60, nil, 2 * time.Minute},
+		{"fast refill", 10, 5, nil, limiter.MinIdle},
+		{"slow refill: full buckets go all the same", 0.01, 10, nil, limiter.MinIdle},
+		{"fractional", 0.5, 60, nil, limiter.MinIdle},
 		{"WithIdle", 10, 5, []limiter.Option{limiter.WithIdle(5 * time.Second)}, 5 * time.Second},
 		{"WithIdle non-positive keeps default", 10, 5, []limiter.Option{limiter.WithIdle(0)}, limiter.MinIdle},
 	}
@@ -344,4 +345,32 @@ func TestConcurrentStress(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestFullBucketsOfSlowEndpointsGoAfterMinIdle: only full buckets are
+// evicted, and a full bucket is a fresh one, so how long a bucket takes to
+// refill from empty says nothing about how long to keep it once full: on a
+// slow endpoint (burst/rps of days) the buckets of one-shot keys, which
+// anyone can mint with a header key or rotating IPv6 addresses, were kept
+// for days.
+func TestFullBucketsOfSlowEndpointsGoAfterMinIdle(t *testing.T) {
+	p := limiter.NewPerKey(0.001, 1000) // refill from empty: 11.6 days
+	for i := range 10_000 {
+		p.AllowAt(fmt.Sprintf("h\x00key-%d", i), t0)
+	}
+	// Each took one token: full again 1000 s later.
+	later := t0.Add(1000*time.Second + limiter.MinIdle)
+	p.Sweep(later)
+	if got := p.Len(); got != 0 {
+		t.Fatalf("%d buckets held %v after they were full again (idle %v)", got, later.Sub(t0), p.Idle())
+	}
+	// A bucket still in debt is kept: evicting it would forgive the debt.
+	p.AllowAt("spender", later)
+	for range 999 {
+		p.AllowAt("spender", later)
+	}
+	p.Sweep(later.Add(time.Hour))
+	if got := p.Len(); got != 1 {
+		t.Fatalf("the bucket in debt was evicted (%d left)", got)
+	}
 }
