@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -67,14 +68,33 @@ func (rl *rateLimit) key(c *gin.Context, who *identity) string {
 		if v, ok := who.claim(name); ok {
 			return "c\x00" + v
 		}
-		return c.ClientIP()
+		return ipKey(c.ClientIP())
 	}
 	if h := rl.cfg.KeyHeader; h != "" {
 		if v := c.Request.Header.Get(h); v != "" {
 			return "h\x00" + v
 		}
 	}
-	return c.ClientIP()
+	return ipKey(c.ClientIP())
+}
+
+// ipKey is a client IP's bucket key: an IPv4 address as it is (an
+// IPv4-mapped IPv6 one unmapped), an IPv6 address by its /64, which one host
+// normally holds whole and may take a new source address from for every
+// request: keyed by the full address, such a client would dodge its limit
+// and grow a bucket per request.
+func ipKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	if a.Is4In6() {
+		return a.Unmap().String()
+	}
+	if a.Is6() {
+		return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
+	}
+	return ip
 }
 
 // allow takes a token for the request, sets the RateLimit-* headers, and
