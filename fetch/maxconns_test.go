@@ -3,12 +3,7 @@ package fetch_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/manifold-gw/manifold/fetch"
@@ -22,28 +17,12 @@ func TestMaxConnectionsQueuesCalls(t *testing.T) {
 	for _, client := range []string{"lean", "stdlib"} {
 		t.Run(client, func(t *testing.T) {
 			t.Parallel()
-			release := make(chan struct{})
-			var inFlight, opened atomic.Int32
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				inFlight.Add(1)
-				defer inFlight.Add(-1)
-				select {
-				case <-release:
-				case <-r.Context().Done():
-				}
-				io.WriteString(w, `{"ok":true}`)
-			}))
-			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					opened.Add(1)
-				}
-			}
-			srv.Start()
-			t.Cleanup(srv.Close)
+			a := newInstance(t)
+			a.gated.Store(true)
 			eps, _ := endpoints(t, `
 upstreams: {u: {url: "{{u}}", timeout: 5s, client: `+client+`, max_connections: 2}}
 endpoints: [{path: /e, timeout: 5s, backends: [{upstream: u, path: /}]}]
-`, map[string]string{"u": srv.URL})
+`, map[string]string{"u": a.url})
 
 			const calls = 6
 			var wg sync.WaitGroup
@@ -51,18 +30,18 @@ endpoints: [{path: /e, timeout: 5s, backends: [{upstream: u, path: /}]}]
 			for i := range calls {
 				wg.Go(func() { errs[i] = eps[0].Fetch(context.Background(), inbound())[0].Err })
 			}
-			waitFor(t, "two calls at the upstream", func() bool { return inFlight.Load() == 2 })
-			if n := opened.Load(); n != 2 {
+			waitFor(t, "two calls at the upstream", func() bool { return a.held.Load() == 2 })
+			if n := a.conns(); n != 2 {
 				t.Fatalf("%d connections opened with max_connections 2", n)
 			}
-			close(release)
+			a.release()
 			wg.Wait()
 			for i, err := range errs {
 				if err != nil {
 					t.Errorf("call %d: %v", i, err)
 				}
 			}
-			if n := opened.Load(); n > 2 {
+			if n := a.conns(); n > 2 {
 				t.Errorf("%d connections opened for %d calls with max_connections 2", n, calls)
 			}
 		})
@@ -73,44 +52,28 @@ endpoints: [{path: /e, timeout: 5s, backends: [{upstream: u, path: /}]}]
 // longer than its timeout fails as a timeout, and opens no connection.
 func TestMaxConnectionsWaitIsATimeout(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	var inFlight, opened atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inFlight.Add(1)
-		defer inFlight.Add(-1)
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		io.WriteString(w, `{"ok":true}`)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
+	a := newInstance(t)
+	a.gated.Store(true)
 	eps, _ := endpoints(t, `
 upstreams:
   u: {url: "{{u}}", timeout: 5s, max_connections: 1}
 endpoints:
   - {path: /hold, timeout: 5s, backends: [{upstream: u, path: /}]}
   - {path: /wait, timeout: 150ms, backends: [{upstream: u, path: /}]}
-`, map[string]string{"u": srv.URL})
+`, map[string]string{"u": a.url})
 	// A call of /hold takes the only connection and keeps it; a call of
 	// /wait, whose deadline is short, waits for it.
 	var wg sync.WaitGroup
 	wg.Go(func() { eps[0].Fetch(context.Background(), inbound()) })
-	waitFor(t, "the holding call at the upstream", func() bool { return inFlight.Load() == 1 })
+	waitFor(t, "the holding call at the upstream", func() bool { return a.held.Load() == 1 })
 	res := eps[1].Fetch(context.Background(), inbound())[0]
 	if !errors.Is(res.Err, fetch.ErrTimeout) || fetch.Reason(res.Err) != "timeout" {
 		t.Errorf("call waiting at the limit: %v (reason %q), want a timeout", res.Err, fetch.Reason(res.Err))
 	}
-	if n := opened.Load(); n != 1 {
+	if n := a.conns(); n != 1 {
 		t.Errorf("%d connections opened, want 1", n)
 	}
-	close(release)
+	a.release()
 	wg.Wait()
 }
 
@@ -122,20 +85,9 @@ endpoints:
 // moved to the others would eject them in turn.
 func TestMaxConnectionsWaitCountsForNeitherBreakerNorEjection(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	var inFlight atomic.Int32
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inFlight.Add(1)
-		defer inFlight.Add(-1)
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		io.WriteString(w, `{"ok":true}`)
-	})
-	a, b := httptest.NewServer(h), httptest.NewServer(h)
-	t.Cleanup(a.Close)
-	t.Cleanup(b.Close)
+	a, b := newInstance(t), newInstance(t)
+	a.gated.Store(true)
+	b.gated.Store(true)
 	eps, ups := endpoints(t, `
 upstreams:
   u:
@@ -147,14 +99,15 @@ upstreams:
 endpoints:
   - {path: /hold, timeout: 5s, backends: [{upstream: u, path: /}]}
   - {path: /wait, timeout: 100ms, backends: [{upstream: u, path: /}]}
-`, map[string]string{"a": a.URL, "b": b.URL})
+`, map[string]string{"a": a.url, "b": b.url})
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer close(release)
+	defer b.release()
+	defer a.release()
 	for range 2 { // one call holds each instance's only connection
 		wg.Go(func() { eps[0].Fetch(context.Background(), inbound()) })
 	}
-	waitFor(t, "both connections held", func() bool { return inFlight.Load() == 2 })
+	waitFor(t, "both connections held", func() bool { return a.held.Load() == 1 && b.held.Load() == 1 })
 	for i := range 4 {
 		res := eps[1].Fetch(context.Background(), inbound())[0]
 		if !errors.Is(res.Err, fetch.ErrTimeout) {

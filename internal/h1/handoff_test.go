@@ -1,11 +1,9 @@
 package h1
 
 import (
-	"context"
 	"io"
 	"strings"
 	"testing"
-	"time"
 )
 
 // overlongServer answers the first request on its first connection with a
@@ -51,17 +49,40 @@ func readLikeFetch(t *testing.T, resp *Response) {
 	}
 }
 
+// overlongFirst makes the first call, whose answer is the over-long one;
+// the test reads its body when it wants the connection released.
+func overlongFirst(t *testing.T, c *Client) *Response {
+	t.Helper()
+	resp, err := c.Do(t.Context(), &Request{Method: "GET", RequestURI: "/a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// result is a call's outcome as getAsync delivers it.
+type result struct {
+	body string
+	err  error
+}
+
+// getAsync runs a GET of uri on its own goroutine; its outcome comes on the
+// channel (buffered: the goroutine never blocks).
+func getAsync(t *testing.T, c *Client, uri string) <-chan result {
+	done := make(chan result, 1)
+	go func() {
+		_, body, err := do(t, c, &Request{Method: "GET", Host: "test", RequestURI: uri})
+		done <- result{body, err}
+	}()
+	return done
+}
+
 // Control: the tail of an over-long response sits in the socket; a
 // connection pooled idle is probed before reuse and discarded.
 func TestOverlongTailPooledIsDiscarded(t *testing.T) {
 	srv := overlongServer(t)
 	c := srv.client(t, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := c.Do(ctx, &Request{Method: "GET", RequestURI: "/a"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := overlongFirst(t, c)
 	readLikeFetch(t, resp)
 	_, got, err := get(t, c, "/b")
 	if err != nil || got != "real" {
@@ -75,22 +96,9 @@ func TestOverlongTailPooledIsDiscarded(t *testing.T) {
 func TestOverlongTailHandedToWaiter(t *testing.T) {
 	srv := overlongServer(t)
 	c := srv.client(t, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := c.Do(ctx, &Request{Method: "GET", RequestURI: "/a"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := overlongFirst(t, c)
 	started, _, release := slowDials(t, c)
-	type out struct {
-		body string
-		err  error
-	}
-	done := make(chan out, 1)
-	go func() {
-		_, got, err := do(t, c, &Request{Method: "GET", Host: "test", RequestURI: "/b"})
-		done <- out{got, err}
-	}()
+	done := getAsync(t, c, "/b")
 	waitFor(t, func() bool { return started.Load() == 1 }) // B waits for a connection
 	readLikeFetch(t, resp)                                 // A's end hands its connection to B
 	release()                                              // with the fix, B may use its own dial
@@ -106,21 +114,8 @@ func TestOverlongTailHandedToWaiter(t *testing.T) {
 func TestOverlongTailHandedToWaiterAtMaxConns(t *testing.T) {
 	srv := overlongServer(t)
 	c := srv.client(t, Options{MaxConns: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := c.Do(ctx, &Request{Method: "GET", RequestURI: "/a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	type out struct {
-		body string
-		err  error
-	}
-	done := make(chan out, 1)
-	go func() {
-		_, got, err := do(t, c, &Request{Method: "GET", Host: "test", RequestURI: "/b"})
-		done <- out{got, err}
-	}()
+	resp := overlongFirst(t, c)
+	done := getAsync(t, c, "/b")
 	waitFor(t, func() bool { // B waits for the only slot
 		c.mu.Lock()
 		defer c.mu.Unlock()
