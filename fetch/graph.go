@@ -249,15 +249,8 @@ func element(v gjson.Result, seg string) gjson.Result {
 // max+1, so a huge array costs nothing to refuse). Anything else is not
 // found.
 func refValue(v gjson.Result, max int) (_ config.RefValue, tooMany bool) {
-	switch v.Type {
-	case gjson.String:
-		return config.RefValue{Found: true, Text: v.Str}, false
-	case gjson.Number:
-		return config.RefValue{Found: true, Text: v.Raw}, false
-	case gjson.True:
-		return config.RefValue{Found: true, Text: "true"}, false
-	case gjson.False:
-		return config.RefValue{Found: true, Text: "false"}, false
+	if text, ok := scalarText(v); ok {
+		return config.RefValue{Found: true, Text: text}, false
 	}
 	if !v.IsArray() {
 		return config.RefValue{}, false
@@ -269,12 +262,11 @@ func refValue(v gjson.Result, max int) (_ config.RefValue, tooMany bool) {
 			tooMany = true
 			return false
 		}
-		s, _ := refValue(x, 0)
-		if !s.Found || s.List != nil {
-			ok = false
+		var text string
+		if text, ok = scalarText(x); !ok {
 			return false
 		}
-		list = append(list, s.Text)
+		list = append(list, text)
 		return true
 	})
 	if tooMany {
@@ -284,6 +276,22 @@ func refValue(v gjson.Result, max int) (_ config.RefValue, tooMany bool) {
 		return config.RefValue{}, false
 	}
 	return config.RefValue{Found: true, List: list}, false
+}
+
+// scalarText is the text a scalar substitutes (a number's exact text, a
+// string decoded); ok is false for anything else.
+func scalarText(v gjson.Result) (string, bool) {
+	switch v.Type {
+	case gjson.String:
+		return v.Str, true
+	case gjson.Number:
+		return v.Raw, true
+	case gjson.True:
+		return "true", true
+	case gjson.False:
+		return "false", true
+	}
+	return "", false
 }
 
 // render builds the call's request-target and headers from vals.

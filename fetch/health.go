@@ -110,15 +110,18 @@ func (u *Upstream) check(ctx context.Context, in *instance, uri string, header h
 	var err error
 	// With max_connections, through the instance's check client: a check
 	// must not wait behind the calls holding every allowed connection.
-	switch {
-	case u.stdlib && in.checkTransport != nil:
-		resp, err = u.stdRoundTripOn(ctx, in.checkTransport, in, http.MethodGet, uri, header, nil)
-	case u.stdlib:
-		resp, err = u.stdRoundTrip(ctx, in, http.MethodGet, uri, header, nil)
-	case in.checkLean != nil:
-		resp, err = u.leanRoundTripOn(ctx, in.checkLean, in, http.MethodGet, uri, header, nil)
-	default:
-		resp, err = u.leanRoundTrip(ctx, in, http.MethodGet, uri, header, nil)
+	if u.stdlib {
+		tr := in.transport
+		if in.checkTransport != nil {
+			tr = in.checkTransport
+		}
+		resp, err = u.stdRoundTripOn(ctx, tr, in, http.MethodGet, uri, header, nil)
+	} else {
+		c := in.lean
+		if in.checkLean != nil {
+			c = in.checkLean
+		}
+		resp, err = u.leanRoundTripOn(ctx, c, in, http.MethodGet, uri, header, nil)
 	}
 	if err != nil {
 		return false
