@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/manifold-gw/manifold/internal/freeport"
 )
 
 // binary is the manifold executable built once by TestMain.
@@ -109,16 +111,13 @@ type proc struct {
 	client  *http.Client
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
+// freeAddr returns a loopback address for a process the test starts: one
+// outside the kernel's ephemeral range (see internal/freeport), so no
+// outgoing connection of a test running in parallel can take it as its
+// source port before the process binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	return freeport.Addr(t)
 }
 
 // render fills a config template: {{ADDR}} the main listener, {{ADMIN}} the

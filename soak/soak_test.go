@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/manifold-gw/manifold/internal/freeport"
 )
 
 // The soak's knobs, all environment variables:
@@ -571,14 +573,12 @@ func get(url string) (int, []byte, error) {
 	return resp.StatusCode, body, err
 }
 
+// freeAddr is a port outside the ephemeral range (see internal/freeport),
+// which the soak's own thousands of connections cannot take as a source
+// port before the gateway binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return freeport.Addr(t)
 }
 
 func loadAvg() string {

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/manifold-gw/manifold/internal/freeport"
 )
 
 // Server is one redis-server child process. Its methods are for the
@@ -66,14 +68,12 @@ func Start(tb testing.TB, extra ...string) *Server {
 	return s
 }
 
+// freePort is a port outside the ephemeral range, so that no outgoing
+// connection takes it while the server is stopped between a test's Stop
+// and Start.
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return freeport.Port(tb)
 }
 
 // Addr is the server's host:port.
