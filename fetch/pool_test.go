@@ -17,6 +17,7 @@ import (
 
 	"github.com/manifold-gw/manifold/config"
 	"github.com/manifold-gw/manifold/fetch"
+	"github.com/manifold-gw/manifold/internal/freeport"
 )
 
 // instanceStub is one instance of a pooled upstream: it counts its calls
@@ -81,15 +82,10 @@ func newInstance(t *testing.T) *instanceStub {
 	return s
 }
 
-// refusing is the address of a port nothing listens on.
+// refusing is the address of a port nothing listens on: one outside the
+// ephemeral range, so no parallel test's listener takes it meanwhile.
 func refusing(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
+	return "http://" + freeport.Addr(t)
 }
 
 // resetting accepts connections and resets them at once.

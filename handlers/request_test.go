@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/manifold-gw/manifold/internal/freeport"
 )
 
 // seen is what a recording upstream observed of one request.
@@ -347,13 +349,9 @@ endpoints:
 }
 
 func TestPassthroughConnectErrorIsJSON(t *testing.T) {
-	// A port that was just free: nothing listens there.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	// A port nothing listens on, outside the ephemeral range so that no
+	// parallel test's listener takes it meanwhile.
+	dead := "http://" + freeport.Addr(t)
 	base := gateway(t, `
 upstreams:
   u: {url: "{{u}}"}
