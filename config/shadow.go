@@ -17,16 +17,31 @@ import "fmt"
 // default (its group, else its upstream) does not make a reference to the
 // real backend ambiguous.
 
-// validateShadowPool checks server.shadow: at least one worker, and a
-// queue that is not negative. A queue of 0 is allowed: a shadow call then
-// goes to a worker that is idle at that moment, or is dropped.
+// Upper bounds of server.shadow: both are allocated when the process
+// starts (a goroutine per worker, a channel slot per queued copy), so a
+// value a few zeros too long would be an out-of-memory kill at start, not
+// a config error.
+const (
+	maxShadowWorkers = 10000
+	maxShadowQueue   = 1000000
+)
+
+// validateShadowPool checks server.shadow: 1 to maxShadowWorkers workers,
+// and a queue of 0 to maxShadowQueue. A queue of 0 is allowed: a shadow
+// call then goes to a worker that is idle at that moment, or is dropped.
 func validateShadowPool(cfg *Config, c *collector) {
 	s := cfg.Server.Shadow
-	if s.Workers < 1 {
+	switch {
+	case s.Workers < 1:
 		c.add("server.shadow.workers", "must be at least 1 (shadow calls sent at once), got %d", s.Workers)
+	case s.Workers > maxShadowWorkers:
+		c.add("server.shadow.workers", "must be at most %d (a goroutine and a connection each, started with the process), got %d", maxShadowWorkers, s.Workers)
 	}
-	if s.Queue < 0 {
+	switch {
+	case s.Queue < 0:
 		c.add("server.shadow.queue", "must not be negative (shadow calls waiting for a worker; 0 = only to an idle worker, else dropped), got %d", s.Queue)
+	case s.Queue > maxShadowQueue:
+		c.add("server.shadow.queue", "must be at most %d (each queued copy holds its headers and body; the queue is allocated at start), got %d", maxShadowQueue, s.Queue)
 	}
 }
 

@@ -69,6 +69,13 @@ func TestShadowProblems(t *testing.T) {
 			path: "server.shadow.workers", words: []string{"at least 1", "got 0"}},
 		{name: "negative queue", yaml: withTop("server: {shadow: {queue: -1}}\n"),
 			path: "server.shadow.queue", words: []string{"must not be negative", "0 = only to an idle worker"}},
+		// Both are allocated when the process starts (a goroutine per
+		// worker, a slot per queued copy): a typo of a few zeros must be
+		// refused by check, not found as an out-of-memory kill at start.
+		{name: "too many workers", yaml: withTop("server: {shadow: {workers: 100000000}}\n"),
+			path: "server.shadow.workers", words: []string{"at most 10000", "got 100000000"}},
+		{name: "queue too long", yaml: withTop("server: {shadow: {queue: 1000000000}}\n"),
+			path: "server.shadow.queue", words: []string{"at most 1000000", "got 1000000000"}},
 		{name: "only shadows", yaml: withBackends(shadow(""), shadow(", group: b")),
 			path: "endpoints[0].backends", words: []string{"every backend", "shadow", "add a backend without shadow"}},
 		{name: "passthrough", yaml: withBackends(shadow(", passthrough: true")),

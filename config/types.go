@@ -109,11 +109,13 @@ type Server struct {
 
 // Shadow is the bounded worker pool of shadow calls.
 type Shadow struct {
-	// Workers is how many shadow calls run at once (default 8, at least 1).
-	// The pool is built at start-up: a change applies at the next restart.
+	// Workers is how many shadow calls run at once (default 8, 1 to
+	// 10000). The pool is built at start-up: a change applies at the next
+	// restart.
 	Workers int `mapstructure:"workers"`
-	// Queue is how many shadow calls may wait for a worker (default 1024);
-	// beyond it a call is dropped and counted, never waited for. 0: a call
+	// Queue is how many shadow calls may wait for a worker (default 1024,
+	// at most 1000000); beyond it a call is dropped and counted, never
+	// waited for. 0: a call
 	// goes only to a worker idle at that moment. Each waiting call holds
 	// its request body: memory is at most queue × max_body_bytes.
 	Queue int `mapstructure:"queue"`
