@@ -17,11 +17,12 @@ func TestRestartOnly(t *testing.T) {
 			Compression: config.Compression{Enabled: true, MinBytes: 1024}}}
 	}
 	applied := map[string]func(*config.Config){
-		"cors":            func(c *config.Config) { c.Server.CORS = &config.CORS{AllowOrigins: []string{"https://a.example"}} },
-		"compression":     func(c *config.Config) { c.Server.Compression = config.Compression{} },
-		"cache_bytes":     func(c *config.Config) { c.Server.CacheBytes = 1 },
-		"max_body_bytes":  func(c *config.Config) { c.Server.MaxBodyBytes = 1 },
-		"trusted_proxies": func(c *config.Config) { c.Server.TrustedProxies = []string{"10.0.0.1"} },
+		"cors":                            func(c *config.Config) { c.Server.CORS = &config.CORS{AllowOrigins: []string{"https://a.example"}} },
+		"compression":                     func(c *config.Config) { c.Server.Compression = config.Compression{} },
+		"cache_bytes":                     func(c *config.Config) { c.Server.CacheBytes = 1 },
+		"max_body_bytes":                  func(c *config.Config) { c.Server.MaxBodyBytes = 1 },
+		"trusted_proxies":                 func(c *config.Config) { c.Server.TrustedProxies = []string{"10.0.0.1"} },
+		"log.backend_failures_per_second": func(c *config.Config) { c.Log.BackendFailuresPerSecond = 1 },
 	}
 	for name, change := range applied {
 		c := base()

@@ -357,5 +357,7 @@ func restartOnly(cfg *config.Config) restartSettings {
 	// Applied on reload: the Gateway is rebuilt with them.
 	s.TrustedProxies, s.TrustedPrefixes, s.MaxBodyBytes = nil, nil, 0
 	s.CORS, s.Compression, s.CacheBytes = nil, config.Compression{}, 0
-	return restartSettings{server: s, admin: cfg.Admin, log: cfg.Log, tracing: cfg.Tracing}
+	l := cfg.Log
+	l.BackendFailuresPerSecond = 0 // the Gateway's, applied on reload
+	return restartSettings{server: s, admin: cfg.Admin, log: l, tracing: cfg.Tracing}
 }

@@ -242,7 +242,7 @@ endpoints:
 	if cfg.Admin.Address != "127.0.0.1:9091" {
 		t.Errorf("admin.address = %q", cfg.Admin.Address)
 	}
-	if cfg.Log != (config.Log{Level: "info", Format: "json"}) {
+	if cfg.Log != (config.Log{Level: "info", Format: "json", BackendFailuresPerSecond: 10}) {
 		t.Errorf("log = %+v", cfg.Log)
 	}
 	if cfg.Demo {
@@ -317,7 +317,7 @@ func TestExplicitValuesBeatDefaults(t *testing.T) {
   max_body_bytes: 10
   trusted_proxies: [10.0.0.0/8, 192.168.1.7, "2001:db8::/32", 10.1.2.3/8]
 admin: {address: ""}
-log: {level: debug, format: text}
+log: {level: debug, format: text, backend_failures_per_second: 0}
 demo: true
 upstreams:
   users:
@@ -357,7 +357,7 @@ endpoints:
 	if cfg.Admin.Address != "" {
 		t.Errorf("admin.address = %q, want \"\" (disabled) kept", cfg.Admin.Address)
 	}
-	if cfg.Log != (config.Log{Level: "debug", Format: "text"}) || !cfg.Demo {
+	if cfg.Log != (config.Log{Level: "debug", Format: "text", BackendFailuresPerSecond: 0}) || !cfg.Demo {
 		t.Errorf("log %+v demo %v", cfg.Log, cfg.Demo)
 	}
 	u := cfg.Upstreams["users"]
@@ -878,6 +878,8 @@ func TestOtherServerRules(t *testing.T) {
 		{name: "max_body_bytes", yaml: withTop("server: {max_body_bytes: 0}\n"), path: "server.max_body_bytes", words: []string{"positive"}},
 		{name: "log level", yaml: withTop("log: {level: verbose}\n"), path: "log.level", words: []string{"verbose", "debug"}},
 		{name: "log format", yaml: withTop("log: {format: xml}\n"), path: "log.format", words: []string{"json or text"}},
+		{name: "negative failure lines", yaml: withTop("log: {backend_failures_per_second: -1}\n"), path: "log.backend_failures_per_second", words: []string{"must not be negative", "0 = every failure"}},
+		{name: "failure lines not a number", yaml: withTop("log: {backend_failures_per_second: .nan}\n"), path: "log.backend_failures_per_second", words: []string{"finite"}},
 		{name: "retry attempts", yaml: withUpstream(`url: "http://users.test", retry: {attempts: 11}`), path: "upstreams.users.retry.attempts", words: []string{"11"}},
 		{name: "failure ratio", yaml: withUpstream(`url: "http://users.test", circuit_breaker: {failure_ratio: 1.5}`), path: "upstreams.users.circuit_breaker.failure_ratio", words: []string{"1.5"}},
 		{name: "header differing in case", yaml: withUpstream(`url: "http://users.test", headers: {X-Key: a, x-key: b}`), path: "upstreams.users.headers.x-key", words: []string{"case"}},
@@ -1218,6 +1220,8 @@ endpoints:
 			}},
 		{"log level", map[string]string{"MANIFOLD_LOG_LEVEL": "debug"},
 			func(c *config.Config) (any, any) { return c.Log.Level, "debug" }},
+		{"float", map[string]string{"MANIFOLD_LOG_BACKEND_FAILURES_PER_SECOND": "2.5"},
+			func(c *config.Config) (any, any) { return c.Log.BackendFailuresPerSecond, 2.5 }},
 		{"endpoint in the list", map[string]string{"MANIFOLD_ENDPOINTS_0_TIMEOUT": "750ms"},
 			func(c *config.Config) (any, any) { return c.Endpoints[0].Timeout, 750 * time.Millisecond }},
 		{"backend in a nested list", map[string]string{"MANIFOLD_ENDPOINTS_0_BACKENDS_0_PATH": "/v2/users/{id}"},

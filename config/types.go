@@ -262,6 +262,13 @@ type Log struct {
 	Level string `mapstructure:"level"`
 	// Format is json or text (default json).
 	Format string `mapstructure:"format"`
+	// BackendFailuresPerSecond is how many "backend failed" warn lines
+	// each upstream may log per second (default 10, with a burst of as
+	// many; 0 = a line for every failure). The next line logged says how
+	// many were left out, and the backend metrics count every failure, so
+	// an outage at thousands of requests per second costs a few lines, not
+	// a line per request. Applied on reload.
+	BackendFailuresPerSecond float64 `mapstructure:"backend_failures_per_second"`
 }
 
 // Upstream is one named service that backends call.

@@ -128,6 +128,9 @@ func validateServer(cfg *Config, c *collector) {
 	if !slices.Contains([]string{"json", "text"}, cfg.Log.Format) {
 		c.add("log.format", "%q is not a format: use json or text", cfg.Log.Format)
 	}
+	if cfg.Log.BackendFailuresPerSecond < 0 {
+		c.add("log.backend_failures_per_second", "must not be negative (warn lines per upstream per second; 0 = every failure), got %v", cfg.Log.BackendFailuresPerSecond)
+	}
 }
 
 func checkAddress(addr, path string, emptyOK bool, c *collector) {

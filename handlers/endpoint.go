@@ -262,8 +262,10 @@ func copyEndToEnd(dst, src http.Header) {
 }
 
 // logBackendFailure logs one failed backend call at warn, with the internal
-// error text that clients never see. A client that left is not an upstream
-// problem and is logged at debug.
+// error text that clients never see, thinned per upstream to
+// log.backend_failures_per_second (a line then says how many failures
+// were left out since the previous one). A client that left is not an
+// upstream problem and is logged at debug, unthinned.
 func (g *Gateway) logBackendFailure(c *gin.Context, ec *config.Endpoint, r *fetch.Result) {
 	level := slog.LevelWarn
 	if errors.Is(r.Err, fetch.ErrCanceled) || errors.Is(r.Err, fetch.ErrSkipped) {
@@ -272,7 +274,18 @@ func (g *Gateway) logBackendFailure(c *gin.Context, ec *config.Endpoint, r *fetc
 		// logged already.
 		level = slog.LevelDebug
 	}
-	g.logger.LogAttrs(c.Request.Context(), level, "backend failed",
+	ctx := c.Request.Context()
+	if !g.logger.Enabled(ctx, level) {
+		return
+	}
+	var suppressed int64
+	if level == slog.LevelWarn {
+		var ok bool
+		if ok, suppressed = g.failLogs[r.Backend.Upstream.Name].take(); !ok {
+			return
+		}
+	}
+	attrs := [8]slog.Attr{
 		slog.String("request_id", requestIDOf(c)),
 		slog.String("route", ec.Path),
 		slog.String("backend", r.Backend.Label),
@@ -280,5 +293,11 @@ func (g *Gateway) logBackendFailure(c *gin.Context, ec *config.Endpoint, r *fetc
 		slog.String("reason", fetch.Reason(r.Err)),
 		slog.Float64("duration", r.Duration.Seconds()),
 		slog.String("error", r.Err.Error()),
-	)
+	}
+	n := 7
+	if suppressed > 0 {
+		attrs[n] = slog.Int64("suppressed", suppressed)
+		n++
+	}
+	g.logger.LogAttrs(ctx, level, "backend failed", attrs[:n]...)
 }

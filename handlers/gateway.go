@@ -81,6 +81,9 @@ type Gateway struct {
 	// (redis.go: enter, leave).
 	inflight atomic.Int64 // requests in flight, | retiredBit once retired
 	next     atomic.Pointer[Gateway]
+	// failLogs thin each upstream's failure lines (faillog.go); nil when
+	// every failure is logged.
+	failLogs map[string]*failureLog
 }
 
 // New compiles cfg into a Gateway: one upstream runtime per upstream, one
@@ -100,6 +103,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		metrics:   opts.Metrics,
 		tracer:    opts.Tracer,
 		cors:      newCORS(cfg.Server.CORS),
+		failLogs:  newFailureLogs(cfg),
 	}
 	// A new, empty cache on every build: entries never outlive the
 	// configuration that produced them.
