@@ -458,7 +458,13 @@ func (b *Backend) fetchOn(ctx context.Context, o *outbound, in *instance) (out t
 		out.err = &StatusError{Code: resp.StatusCode}
 		return out
 	}
-	body, err := readBody(resp.Body, b.Upstream.cfg.MaxResponseBytes, resp.ContentLength)
+	// The declared length sizes the read buffer, when there is a body: a
+	// HEAD answer declares the GET body's length and carries none.
+	hint := int64(0)
+	if hasBody(b.Config.Method, resp.StatusCode) {
+		hint = resp.ContentLength
+	}
+	body, err := readBody(resp.Body, b.Upstream.cfg.MaxResponseBytes, hint)
 	switch {
 	case err != nil:
 		if !errors.Is(err, ErrTooLarge) {
