@@ -277,15 +277,16 @@ func (u *Upstream) pick(avoid *instance) (*instance, error) {
 // answer), 0 neither (the client left, the try was never sent or lost a
 // hedge).
 func outlierVerdict(err error) int {
-	var se *StatusError
-	switch {
-	case err == nil:
+	if err == nil {
 		return -1
-	case errors.As(err, &se):
-		if se.Code >= 500 {
+	}
+	if code, ok := statusOf(err); ok {
+		if code >= 500 {
 			return 1
 		}
 		return -1
+	}
+	switch {
 	case errors.Is(err, ErrCanceled), errors.Is(err, errNoTimeLeft), errors.Is(err, errConnLimit):
 		return 0
 	case errors.Is(err, ErrConnect), errors.Is(err, ErrTimeout):

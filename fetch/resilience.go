@@ -105,15 +105,16 @@ func (u *Upstream) BreakerState() BreakerState {
 // sent; the error itself (a failure) otherwise, every timeout included,
 // whichever deadline (the upstream's or the endpoint's) cut it.
 func breakerVerdict(err error) error {
-	var se *StatusError
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.As(err, &se):
-		if se.Code >= 500 {
+	}
+	if code, ok := statusOf(err); ok {
+		if code >= 500 {
 			return err
 		}
 		return nil
+	}
+	switch {
 	case errors.Is(err, ErrCanceled), errors.Is(err, errNoTimeLeft), errors.Is(err, errConnLimit):
 		return errNotCounted
 	case errors.Is(err, ErrReshape):
@@ -153,16 +154,28 @@ func (u *Upstream) admit(in *instance) (t ticket, err error) {
 	return t, nil
 }
 
+// statusOf returns the status of an answer err stands for (a
+// *StatusError in its tree). errors.AsType returns the target instead of
+// writing through a pointer, so unlike errors.As with a local target
+// nothing moves to the heap: it runs on every try's outcome.
+func statusOf(err error) (code int, ok bool) {
+	se, ok := errors.AsType[*StatusError](err)
+	if !ok {
+		return 0, false
+	}
+	return se.Code, true
+}
+
 // retryable reports whether a failed try may be repeated: only GET and HEAD,
 // and only on connect errors, timeouts and 5xx answers.
 func retryable(method string, err error) bool {
 	if method != http.MethodGet && method != http.MethodHead {
 		return false
 	}
-	var se *StatusError
+	if code, ok := statusOf(err); ok {
+		return code >= 500
+	}
 	switch {
-	case errors.As(err, &se):
-		return se.Code >= 500
 	case errors.Is(err, ErrCanceled), errors.Is(err, ErrCircuitOpen), errors.Is(err, ErrRejected):
 		return false
 	}
