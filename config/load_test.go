@@ -1773,6 +1773,22 @@ func TestHeaderRulesAndZonedProxies(t *testing.T) {
 	runProblemCases(t, []problemCase{
 		{name: "forwarding Accept-Encoding", yaml: withEndpointKeys("    forward_headers: [Accept-Encoding]\n"),
 			path: "endpoints[0].forward_headers[0]", words: []string{"set by Manifold"}},
+		// Manifold's own rows decide these (the client's X-Forwarded-*
+		// only from a trusted proxy, traceparent only up to 128 bytes):
+		// forwarded, the client's copy went out whenever the managed row
+		// had nothing to send (a Host over 260 bytes, a long traceparent).
+		{name: "forwarding X-Forwarded-Host", yaml: withEndpointKeys("    forward_headers: [Accept, x-forwarded-host]\n"),
+			path: "endpoints[0].forward_headers[1]", words: []string{"X-Forwarded-Host", "set by Manifold", "trusted_proxies"}},
+		{name: "forwarding X-Forwarded-For", yaml: withEndpointKeys("    forward_headers: [X-Forwarded-For]\n"),
+			path: "endpoints[0].forward_headers[0]", words: []string{"set by Manifold"}},
+		{name: "forwarding X-Forwarded-Proto", yaml: withEndpointKeys("    forward_headers: [X-Forwarded-Proto]\n"),
+			path: "endpoints[0].forward_headers[0]", words: []string{"set by Manifold"}},
+		{name: "forwarding traceparent", yaml: withEndpointKeys("    forward_headers: [traceparent]\n"),
+			path: "endpoints[0].forward_headers[0]", words: []string{"Traceparent", "set by Manifold", "remove it"}},
+		{name: "forwarding X-Request-ID", yaml: withEndpointKeys("    forward_headers: [X-Request-ID]\n"),
+			path: "endpoints[0].forward_headers[0]", words: []string{"set by Manifold"}},
+		{name: "forwarding Content-Type", yaml: withEndpointKeys("    forward_headers: [Content-Type]\n"),
+			path: "endpoints[0].forward_headers[0]", words: []string{"set by Manifold"}},
 		{name: "static Accept-Encoding", yaml: withUpstream(`url: "http://users.test", headers: {Accept-Encoding: br}`),
 			path: "upstreams.users.headers.Accept-Encoding", words: []string{"set by Manifold"}},
 		{name: "zoned IPv6 proxy", yaml: withTop("server: {trusted_proxies: [\"fe80::1%eth0\"]}\n"),

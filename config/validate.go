@@ -468,8 +468,10 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 			c.add(hp, "%q is not a valid header name", h)
 		case IsHopByHop(h):
 			c.add(hp, "%s is a hop-by-hop header: it describes the client's connection and is never forwarded", h)
-		case slices.Contains([]string{"Host", "Content-Length", "Accept-Encoding"}, http.CanonicalHeaderKey(h)):
-			c.add(hp, "%s is set by Manifold for each upstream call and cannot be forwarded", h)
+		case slices.Contains([]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}, http.CanonicalHeaderKey(h)):
+			c.add(hp, "%s is set by Manifold for each upstream call and cannot be forwarded: a client's own X-Forwarded-* are believed only from server.trusted_proxies; remove it from forward_headers", http.CanonicalHeaderKey(h))
+		case slices.Contains(managedHeaders, http.CanonicalHeaderKey(h)):
+			c.add(hp, "%s is set by Manifold for each upstream call and cannot be forwarded (X-Request-Id and Traceparent are passed on by themselves, Content-Type with a forwarded body); remove it from forward_headers", http.CanonicalHeaderKey(h))
 		default:
 			ep.ForwardHeaderKeys = append(ep.ForwardHeaderKeys, http.CanonicalHeaderKey(h))
 		}
