@@ -77,7 +77,23 @@ func (g *Gateway) preflight(c *gin.Context) bool {
 		return false
 	}
 	delete(c.Writer.Header(), "Allow") // set by the router for its 405
-	g.cors.HandlerFunc(c.Writer, r)    // the headers, then 204
+	serveCORS(g.cors, c.Writer, r)     // the headers, then 204
 	c.Abort()
 	return true
+}
+
+// serveCORS runs h on r, as if r had no Origin when it carries more than
+// one Origin line. An Origin header names one origin (RFC 6454 §7), and
+// rs/cors checks only the first line but copies every line into
+// Access-Control-Allow-Origin, so an allowed first line would have the
+// answer allow any origin after it. Browsers never send two; such a
+// request gets no CORS headers (a preflight: 204 without them, refused).
+func serveCORS(h *cors.Cors, w http.ResponseWriter, r *http.Request) {
+	if len(r.Header["Origin"]) > 1 {
+		r2 := *r
+		r2.Header = r.Header.Clone()
+		delete(r2.Header, "Origin")
+		r = &r2
+	}
+	h.HandlerFunc(w, r)
 }

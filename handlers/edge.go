@@ -62,7 +62,7 @@ func (e *edge) handle(c *gin.Context) {
 	h := c.Writer.Header()
 	e.setHeaders(h)
 	if e.cors != nil {
-		e.cors.HandlerFunc(c.Writer, c.Request) // an actual request: endpoints never serve OPTIONS
+		serveCORS(e.cors, c.Writer, c.Request) // an actual request: endpoints never serve OPTIONS
 	}
 	if e.gzipMin < 0 || !acceptsGzip(c.Request) {
 		return // gin goes on to the endpoint's handler
