@@ -56,7 +56,10 @@ func (b *Backend) coalesceKey(o *outbound) string {
 	sb.WriteString(b.Config.Method)
 	sb.WriteByte(' ')
 	sb.WriteString(o.uri)
-	switch { // see depthLimit
+	if b.perElement { // see depthLimit
+		sb.WriteString(" f")
+	}
+	switch {
 	case b.nested:
 		sb.WriteString(" n")
 	case b.Config.Target == "":

@@ -46,6 +46,9 @@ type Backend struct {
 	// (under its group; or under "collection" when it is not an object),
 	// unless a target takes at least one level off first.
 	nested bool
+	// perElement: a foreach backend; its answers, one per element, go into
+	// an array (valid.go)
+	perElement bool
 	// coalesce: identical tries in flight share one (a GET/HEAD backend of
 	// an upstream with coalesce: true).
 	coalesce bool
@@ -97,15 +100,16 @@ func NewEndpoint(cfg *config.Endpoint, upstreams map[string]*Upstream, opts ...E
 			return nil, fmt.Errorf("endpoint %s backend %d: %w", cfg.Path, bc.Index, err)
 		}
 		b := &Backend{
-			Config:    bc,
-			Upstream:  u,
-			Plan:      plan,
-			Label:     bc.Label,
-			sendsBody: bc.Method != http.MethodGet && bc.Method != http.MethodHead,
-			shadowed:  shadowedHeaders(cfg.ForwardHeaderKeys, u.cfg.Headers),
-			nested:    bc.Target == "" && bc.Group != "",
-			keepRaw:   bc.Referenced,
-			hedge:     newHedging(bc.Hedge),
+			Config:     bc,
+			Upstream:   u,
+			Plan:       plan,
+			Label:      bc.Label,
+			sendsBody:  bc.Method != http.MethodGet && bc.Method != http.MethodHead,
+			shadowed:   shadowedHeaders(cfg.ForwardHeaderKeys, u.cfg.Headers),
+			nested:     bc.Target == "" && bc.Group != "",
+			perElement: bc.ForeachRef != nil,
+			keepRaw:    bc.Referenced,
+			hedge:      newHedging(bc.Hedge),
 		}
 		b.coalesce = u.cfg.Coalesce && !b.sendsBody && !bc.Passthrough
 		if len(bc.HeaderTemplates) > 0 && len(bc.Refs) == 0 {

@@ -21,17 +21,23 @@ func validJSON(body []byte) bool { return validJSONDepth(body, maxJSONDepth) }
 // depthLimit is the nesting a backend's answer may have so that the merged
 // response stays within maxJSONDepth: one level less when the merge puts
 // it under a key (its group, or "collection" for an ungrouped answer that
-// is not an object) and no target takes a level off first.
+// is not an object) and no target takes a level off first, and one more
+// level less for a foreach backend's answers, which go into an array
+// under the group.
 func (b *Backend) depthLimit(body []byte) int {
+	limit := maxJSONDepth
+	if b.perElement {
+		limit--
+	}
 	if b.nested {
-		return maxJSONDepth - 1
+		return limit - 1
 	}
 	if b.Config.Target == "" {
 		if i := skipSpace(body, 0); i < len(body) && body[i] == '[' {
-			return maxJSONDepth - 1
+			return limit - 1
 		}
 	}
-	return maxJSONDepth
+	return limit
 }
 
 // validJSONDepth is validJSON with at most limit containers open at once.

@@ -1,0 +1,61 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// A foreach backend's element answers go into an array under its group:
+// two levels more in the merged answer, not one. An element nested to the
+// limit of a grouped answer made a 200 that encoding/json refuses (10001
+// levels); such an element now fails its backend, and one level less is
+// still merged.
+func TestForeachElementDepthKeepsTheAnswerValid(t *testing.T) {
+	t.Parallel()
+	arr := func(n int) string { return strings.Repeat("[", n) + "1" + strings.Repeat("]", n) }
+	for _, tc := range []struct {
+		name, element, extra string
+		ok                   bool
+	}{
+		{"group, too deep", arr(9999), "", false},
+		{"group, at the limit", arr(9998), "", true},
+		{"group and target, too deep", `{"a":` + arr(9999) + `}`, ", target: a", false},
+		{"group and target, at the limit", `{"a":` + arr(9998) + `}`, ", target: a", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				if r.URL.Path == "/order" {
+					io.WriteString(w, `{"lines":[{"sku":"a"}]}`)
+					return
+				}
+				io.WriteString(w, tc.element)
+			})
+			base := gateway(t, `
+upstreams:
+  u: {url: "{{u}}"}
+endpoints:
+  - path: /o
+    backends:
+      - {name: order, upstream: u, path: /order, group: order}
+      - {upstream: u, foreach: order.lines, path: "/p/{item.sku}", group: products`+tc.extra+`}
+`, map[string]string{"u": up})
+			a := get(t, base+"/o")
+			if a.status != http.StatusOK {
+				t.Fatalf("status %d: %.200s", a.status, a.body)
+			}
+			if !json.Valid(a.body) {
+				var v any
+				t.Fatalf("200 answer of %d bytes that encoding/json refuses: %v", len(a.body), json.Unmarshal(a.body, &v))
+			}
+			partial := a.header.Get("X-Manifold-Completed") == "false"
+			if partial == tc.ok {
+				t.Errorf("X-Manifold-Completed %q, want the foreach merged: %v", a.header.Get("X-Manifold-Completed"), tc.ok)
+			}
+		})
+	}
+}
