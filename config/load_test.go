@@ -1893,3 +1893,23 @@ endpoints:
 		t.Errorf("absolute jwks_file = %q, want %q", got, abs)
 	}
 }
+
+// A refused endpoint path leaves its parameters unknown; the backends'
+// references to them are not reported as unknown parameters too, which
+// would name a fix (add the parameter) that the endpoint path already has.
+func TestBadEndpointPathReportsOneProblem(t *testing.T) {
+	t.Parallel()
+	file := func(path string) string {
+		return `upstreams:
+  users: {url: "http://127.0.0.1:1"}
+endpoints:
+  - path: ` + path + `
+    backends: [{upstream: users, path: "/u/{id}"}, {upstream: users, path: "/v/{nope}", group: v}]
+`
+	}
+	runProblemCases(t, []problemCase{
+		{name: "parameter twice", yaml: file("/a/{id}/{id}"), path: "endpoints[0].path", words: []string{"{id} appears twice"}},
+		{name: "bad parameter name", yaml: file("/a/{id}/{9x}"), path: "endpoints[0].path", words: []string{"{9x}"}},
+		{name: "parameter inside a segment", yaml: file("/a/x{id}"), path: "endpoints[0].path", words: []string{"whole path segment"}},
+	})
+}

@@ -254,12 +254,18 @@ func compileHeader(name, value string, be *Backend) (*HeaderTemplate, error) {
 	return h, nil
 }
 
+// unknownParamError is a backend path's {name} that the endpoint path
+// does not have.
+type unknownParamError struct{ msg string }
+
+func (e *unknownParamError) Error() string { return e.msg }
+
 func unknownParam(name string, known []string) error {
 	list := "none"
 	if len(known) > 0 {
 		list = strings.Join(known, ", ")
 	}
-	return fmt.Errorf("{%s} is not a parameter of the endpoint path (known: %s)", name, list)
+	return &unknownParamError{fmt.Sprintf("{%s} is not a parameter of the endpoint path (known: %s)", name, list)}
 }
 
 // splitQuery breaks a static query into literals and {name} parameters,

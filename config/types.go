@@ -481,6 +481,9 @@ type Endpoint struct {
 	Route string `mapstructure:"-"`
 	// Params are the path parameter names in order of appearance.
 	Params []string `mapstructure:"-"`
+	// badPath: Path was refused, so Params is not known and a backend's
+	// parameter is not reported as unknown.
+	badPath bool
 	// ForwardAllQuery is true when ForwardQuery is ["*"].
 	ForwardAllQuery bool `mapstructure:"-"`
 	// ForwardHeaderKeys is ForwardHeaders in canonical MIME form.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -431,6 +432,7 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 	}
 	positive(ep.Timeout > 0, p+".timeout", c)
 	checkWriteTimeout(cfg, ep, p, c)
+	before := len(c.list)
 	switch {
 	case ep.Path == "":
 		c.add(p+".path", "is required, e.g. /api/profile/{id}")
@@ -460,6 +462,7 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 		}
 		ep.Route, ep.Params = route.String(), names
 	}
+	ep.badPath = len(c.list) > before // only path problems since before
 	ep.ForwardHeaderKeys = nil
 	for i, h := range ep.ForwardHeaders {
 		hp := fmt.Sprintf("%s.forward_headers[%d]", p, i)
@@ -675,6 +678,9 @@ func validateBackend(cfg *Config, ep *Endpoint, be *Backend, bp string, c *colle
 		be.Refs = nil
 		t, errs := compileTemplate(be.Path, ep.Params, be)
 		for _, err := range errs {
+			if _, unknown := errors.AsType[*unknownParamError](err); unknown && ep.badPath {
+				continue // the endpoint path's problem is reported; its parameters are not known
+			}
 			c.add(bp+".path", "%v", err)
 		}
 		if len(errs) == 0 {
