@@ -833,27 +833,9 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		}
 		return nil, &typeError{msg: fmt.Sprintf("expected true or false, got %v", data)}
 	case to.Kind() >= reflect.Int && to.Kind() <= reflect.Uint64:
-		var n float64
-		switch x := data.(type) {
-		case int:
-			n = float64(x)
-		case int64:
-			n = float64(x)
-		case uint64:
-			n = float64(x)
-		case float64:
-			n = x
-		case string:
-			i, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
-			if err != nil {
-				return nil, &typeError{msg: fmt.Sprintf("expected a whole number, got %q", x)}
-			}
-			n = float64(i)
-		default:
-			return nil, &typeError{msg: fmt.Sprintf("expected a whole number, got %v", data)}
-		}
-		if n != float64(int64(n)) {
-			return nil, &typeError{msg: fmt.Sprintf("expected a whole number, got %v", data)}
+		n, err := wholeNumber(data)
+		if err != nil {
+			return nil, err
 		}
 		if to.Kind() >= reflect.Uint && n < 0 {
 			return nil, &typeError{msg: fmt.Sprintf("must not be negative, got %v", data)}
@@ -865,10 +847,10 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 			}
 			out.SetUint(uint64(n))
 		} else {
-			if out.OverflowInt(int64(n)) {
+			if out.OverflowInt(n) {
 				return nil, &typeError{msg: fmt.Sprintf("%v is too large", data)}
 			}
-			out.SetInt(int64(n))
+			out.SetInt(n)
 		}
 		return out.Interface(), nil
 	case to.Kind() == reflect.Float64:
@@ -1120,4 +1102,42 @@ func EditDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// wholeNumber reads an integer key's value as YAML decoded it (int,
+// int64, uint64, float64 for 1e3 or 2.0) or as a string (an env
+// override). Integers are kept exact: through a float64, 2^63-1 rounds to
+// 2^63 and would be called not whole. A whole value beyond int64 is "too
+// large", a fraction or text "not a whole number".
+func wholeNumber(data any) (int64, error) {
+	tooLarge := &typeError{msg: fmt.Sprintf("%v is too large", data)}
+	switch x := data.(type) {
+	case int:
+		return int64(x), nil
+	case int64:
+		return x, nil
+	case uint64:
+		if x > math.MaxInt64 {
+			return 0, tooLarge
+		}
+		return int64(x), nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) || x != math.Trunc(x) {
+			return 0, &typeError{msg: fmt.Sprintf("expected a whole number, got %v", data)}
+		}
+		if x >= 1<<63 || x < -(1<<63) {
+			return 0, tooLarge
+		}
+		return int64(x), nil
+	case string:
+		i, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
+		if errors.Is(err, strconv.ErrRange) {
+			return 0, &typeError{msg: fmt.Sprintf("%q is too large", x)}
+		}
+		if err != nil {
+			return 0, &typeError{msg: fmt.Sprintf("expected a whole number, got %q", x)}
+		}
+		return i, nil
+	}
+	return 0, &typeError{msg: fmt.Sprintf("expected a whole number, got %v", data)}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -1911,5 +1912,32 @@ endpoints:
 		{name: "parameter twice", yaml: file("/a/{id}/{id}"), path: "endpoints[0].path", words: []string{"{id} appears twice"}},
 		{name: "bad parameter name", yaml: file("/a/{id}/{9x}"), path: "endpoints[0].path", words: []string{"{9x}"}},
 		{name: "parameter inside a segment", yaml: file("/a/x{id}"), path: "endpoints[0].path", words: []string{"whole path segment"}},
+	})
+}
+
+// Integer keys read the file's value exactly: 2^63-1 is a whole number
+// (through a float64 it rounded to 2^63 and was called not whole), and a
+// whole number beyond int64 is too large, not "not a whole number".
+func TestIntegerKeysExact(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{`9223372036854775807`, `"9223372036854775807"`} {
+		cfg := mustLoad(t, withTop("server: {max_body_bytes: "+v+"}\n"), nil)
+		if cfg.Server.MaxBodyBytes != math.MaxInt64 {
+			t.Errorf("max_body_bytes: %s read as %d", v, cfg.Server.MaxBodyBytes)
+		}
+	}
+	runProblemCases(t, []problemCase{
+		{name: "past int64", yaml: withTop("server: {max_body_bytes: 99999999999999999999}\n"),
+			path: "server.max_body_bytes", words: []string{"too large"}, not: []string{"whole number"}},
+		{name: "past int64, quoted", yaml: withTop("server: {max_body_bytes: \"99999999999999999999\"}\n"),
+			path: "server.max_body_bytes", words: []string{"too large"}, not: []string{"whole number"}},
+		{name: "2^63", yaml: withTop("server: {max_body_bytes: 9223372036854775808}\n"),
+			path: "server.max_body_bytes", words: []string{"too large"}},
+		{name: "a fraction", yaml: withTop("server: {max_body_bytes: 1.5}\n"),
+			path: "server.max_body_bytes", words: []string{"expected a whole number, got 1.5"}},
+		{name: "exponent form", yaml: withTop("server: {max_body_bytes: 1e30}\n"),
+			path: "server.max_body_bytes", words: []string{"too large"}},
+		{name: "int past int32 field", yaml: withTop("server: {shadow: {workers: 99999999999}}\n"),
+			path: "server.shadow.workers", words: []string{"at most 10000"}},
 	})
 }
