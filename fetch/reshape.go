@@ -278,13 +278,52 @@ func (p *Plan) Apply(dst, raw []byte) ([]byte, error) {
 	if !v.Exists() {
 		return dst, errReshapeNotJSON
 	}
+	if len(p.target) > 0 && v.IsArray() {
+		// An array answer: target, allow/deny and rename apply to each
+		// object element; other elements are kept as they are.
+		start := len(dst)
+		dst = append(dst, '[')
+		n := 0
+		var err error
+		v.ForEach(func(_, el gjson.Result) bool {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			if !el.IsObject() {
+				dst = append(dst, el.Raw...)
+				return true
+			}
+			t, derr := p.descend(el)
+			if derr != nil {
+				err = fmt.Errorf("%w (element %d of the answer)", derr, n-1)
+				return false
+			}
+			dst = p.reshapeValue(dst, t, p.allow, p.deny, true)
+			return true
+		})
+		if err != nil {
+			return dst[:start], err
+		}
+		return append(dst, ']'), nil
+	}
+	v, err := p.descend(v)
+	if err != nil {
+		return dst, err
+	}
+	return p.reshapeValue(dst, v, p.allow, p.deny, true), nil
+}
+
+// descend follows the target path from v, an object (or, in an array
+// answer, one of its object elements).
+func (p *Plan) descend(v gjson.Result) (gjson.Result, error) {
 	for i, seg := range p.target {
 		if !v.IsObject() {
 			where := "the answer"
 			if i > 0 {
 				where = strconv.Quote(strings.Join(p.target[:i], "."))
 			}
-			return dst, fmt.Errorf("%w: path %q: %s is %s, not an object",
+			return v, fmt.Errorf("%w: path %q: %s is %s, not an object",
 				ErrTargetMissing, p.targetPath, where, reshapeKind(v))
 		}
 		var found gjson.Result
@@ -295,11 +334,11 @@ func (p *Plan) Apply(dst, raw []byte) ([]byte, error) {
 			return true
 		})
 		if !found.Exists() {
-			return dst, fmt.Errorf("%w: path %q: field %q is missing", ErrTargetMissing, p.targetPath, seg)
+			return v, fmt.Errorf("%w: path %q: field %q is missing", ErrTargetMissing, p.targetPath, seg)
 		}
 		v = found
 	}
-	return p.reshapeValue(dst, v, p.allow, p.deny, true), nil
+	return v, nil
 }
 
 // reshapeKind names the JSON type of v for error messages.

@@ -287,6 +287,23 @@ func newRefTree(paths []string) *refTree {
 }
 
 func refApply(v any, s planSpec) (any, error) {
+	if arr, ok := v.([]any); ok && s.target != "" {
+		// An array answer: the whole plan on each object element, the
+		// other elements kept as they are.
+		out := make([]any, len(arr))
+		for i, el := range arr {
+			if _, obj := el.(map[string]any); !obj {
+				out[i] = el
+				continue
+			}
+			r, err := refApply(el, s)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
 	if s.target != "" {
 		for _, seg := range strings.Split(s.target, ".") {
 			m, ok := v.(map[string]any)

@@ -65,6 +65,23 @@ func TestReshapeTarget(t *testing.T) {
 	})
 }
 
+// An answer that is an array gets target, then allow/deny, then rename on
+// each object element; other elements are kept as they are, as allow and
+// deny keep them.
+func TestReshapeTargetOnArrayAnswer(t *testing.T) {
+	runReshapeCases(t, []reshapeCase{
+		{name: "each element", target: "data", in: `[{"data":{"id":1},"x":1},{"data":{"id":2},"x":2}]`,
+			want: `[{"id":1},{"id":2}]`},
+		{name: "deep", target: "a.b", in: ` [ {"a":{"b":[1, 2]}} , {"a":{"b":"s"}} ] `, want: `[[1, 2],"s"]`},
+		{name: "then allow and rename", target: "data", allow: []string{"id", "name"}, rename: map[string]string{"id": "user_id"},
+			in:   `[{"data":{"id":1,"name":"a","secret":1}},{"data":{"id":2,"secret":2}}]`,
+			want: `[{"user_id":1,"name":"a"},{"user_id":2}]`},
+		{name: "non-object elements kept", target: "data", in: `[{"data":1},7,"x",null,[{"data":2}]]`,
+			want: `[1,7,"x",null,[{"data":2}]]`},
+		{name: "empty", target: "data", in: `[]`, want: `[]`},
+	})
+}
+
 func TestReshapeTargetMissing(t *testing.T) {
 	cases := []struct {
 		name, target, in string
@@ -75,7 +92,8 @@ func TestReshapeTargetMissing(t *testing.T) {
 		{"into string", "name.first", reshapeDoc},
 		{"into number", "id.x", reshapeDoc},
 		{"into array", "orders.id", reshapeDoc},
-		{"answer is array", "id", `[{"id":1}]`},
+		{"an element of an array answer lacks it", "id", `[{"id":1},{"x":2}]`},
+		{"an element of an array answer is not an object on the way", "a.b", `[{"a":{"b":1}},{"a":3}]`},
 		{"answer is scalar", "id", `42`},
 		{"into null", "a.b", `{"a":null}`},
 	}
@@ -276,7 +294,7 @@ func TestReshapeTargetMissingMessage(t *testing.T) {
 		{"data.user", `{"data":{}}`, `field "user" is missing`},
 		{"data.user", `{"data":[1]}`, `"data" is an array, not an object`},
 		{"a.b.c", `{"a":{"b":"s"}}`, `"a.b" is a string, not an object`},
-		{"a", `[{"a":1}]`, `the answer is an array, not an object`},
+		{"a", `[{"a":1},{"b":1}]`, `path "a": field "a" is missing (element 1 of the answer)`},
 		{"a", `7`, `the answer is a number, not an object`},
 		{"a.b", `{"a":true}`, `"a" is a boolean, not an object`},
 		{"a.b", `{"a":null}`, `"a" is null, not an object`},

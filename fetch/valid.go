@@ -21,7 +21,8 @@ func validJSON(body []byte) bool { return validJSONDepth(body, maxJSONDepth) }
 // depthLimit is the nesting a backend's answer may have so that the merged
 // response stays within maxJSONDepth: one level less when the merge puts
 // it under a key (its group, or "collection" for an ungrouped answer that
-// is not an object) and no target takes a level off first, and one more
+// is not an object) and no target takes a level off an object first, and
+// one more
 // level less for a foreach backend's answers, which go into an array
 // under the group.
 func (b *Backend) depthLimit(body []byte) int {
@@ -32,10 +33,11 @@ func (b *Backend) depthLimit(body []byte) int {
 	if b.nested {
 		return limit - 1
 	}
-	if b.Config.Target == "" {
-		if i := skipSpace(body, 0); i < len(body) && body[i] == '[' {
-			return limit - 1
-		}
+	// An array keeps its depth whatever the target (which applies to each
+	// object element, and keeps the others as they are), and goes under
+	// the group or "collection".
+	if i := skipSpace(body, 0); i < len(body) && body[i] == '[' {
+		return limit - 1
 	}
 	return limit
 }

@@ -59,3 +59,35 @@ endpoints:
 		})
 	}
 }
+
+// A target applies to each object element of an array answer and keeps
+// the other elements as they are, so an array answer keeps its depth: at
+// the limit of an ungrouped answer it is refused, not merged into 10001
+// levels under its group.
+func TestTargetOnDeepArrayAnswerKeepsTheAnswerValid(t *testing.T) {
+	t.Parallel()
+	arr := func(n int) string { return strings.Repeat("[", n) + "1" + strings.Repeat("]", n) }
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{{arr(10000), false}, {arr(9999), true}} {
+		up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, tc.body)
+		})
+		base := gateway(t, `
+upstreams:
+  u: {url: "{{u}}"}
+endpoints:
+  - path: /l
+    backends: [{upstream: u, path: /l, group: items, target: data}]
+`, map[string]string{"u": up})
+		a := get(t, base+"/l")
+		if a.status == http.StatusOK && !json.Valid(a.body) {
+			t.Fatalf("200 answer of %d bytes that encoding/json refuses", len(a.body))
+		}
+		if got := a.status == http.StatusOK; got != tc.ok {
+			t.Errorf("array answer of %d levels with a target: status %d, want merged: %v", strings.Count(tc.body, "["), a.status, tc.ok)
+		}
+	}
+}
