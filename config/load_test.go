@@ -1941,3 +1941,13 @@ func TestIntegerKeysExact(t *testing.T) {
 			path: "server.shadow.workers", words: []string{"at most 10000"}},
 	})
 }
+
+// An endpoint path's literal is matched in its escaped form: a % that
+// starts no escape is refused with the fix.
+func TestEndpointPathBadEscape(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "lone percent", yaml: withEndpoints("  - path: /a/100%/{id}\n    backends: [{upstream: users, path: \"/u/{id}\"}]\n"),
+			path: "endpoints[0].path", words: []string{"/a/100%/{id}", "write %25"}},
+	})
+}

@@ -452,13 +452,21 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 			c.add(p+".path", "parameter {%s} appears twice", d)
 			break
 		}
+		// The router matches the canonical escaped path (pathescape.go):
+		// literals are written in that form, so /städte/{id} matches
+		// /st%C3%A4dte/a%2Fb as it matches /städte/oslo.
 		var route strings.Builder
 		for _, part := range parts {
-			if part.param < 0 {
-				route.WriteString(part.literal)
-			} else {
+			if part.param >= 0 {
 				route.WriteString(":" + part.literal)
+				continue
 			}
+			lit, ok := routeLiteral(part.literal)
+			if !ok {
+				c.add(p+".path", "%q holds a %% that starts no %%XX escape: write %%25 for a literal %%", ep.Path)
+				break
+			}
+			route.WriteString(lit)
 		}
 		ep.Route, ep.Params = route.String(), names
 	}

@@ -230,6 +230,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		defer g.leave()
 	}
+	// The routes are in the canonical escaped form (config.CanonicalPath):
+	// the request's path is brought to it when it holds anything else.
+	if p, ok := config.CanonicalPath(r.URL); ok {
+		r.URL.RawPath = p
+	}
 	g.engine.ServeHTTP(w, r)
 }
 
