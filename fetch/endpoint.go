@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/manifold-gw/manifold/config"
 )
@@ -479,8 +480,29 @@ func (b *Backend) fetchOn(ctx context.Context, o *outbound, in *instance) (out t
 		out.body = emptyObject
 	case !validJSONDepth(body, b.depthLimit(body)):
 		out.err = ErrNotJSON
+	case !utf8.Valid(body):
+		out.body = toValidUTF8(body)
 	default:
 		out.body = body
+	}
+	return out
+}
+
+// toValidUTF8 returns body with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, as encoding/json decodes it. The answer goes out as
+// application/json; charset=utf-8, and strict clients refuse invalid
+// bytes; in valid JSON they can only be inside strings, where U+FFFD is
+// valid too.
+func toValidUTF8(body []byte) []byte {
+	out := make([]byte, 0, len(body)+16)
+	for i := 0; i < len(body); {
+		r, n := utf8.DecodeRune(body[i:])
+		if r == utf8.RuneError && n == 1 {
+			out = utf8.AppendRune(out, utf8.RuneError)
+		} else {
+			out = append(out, body[i:i+n]...)
+		}
+		i += n
 	}
 	return out
 }
