@@ -1951,3 +1951,14 @@ func TestEndpointPathBadEscape(t *testing.T) {
 			path: "endpoints[0].path", words: []string{"/a/100%/{id}", "write %25"}},
 	})
 }
+
+// With expose_errors, "_errors" holds the failed backends' reasons: a
+// backend grouped there would be replaced by them, or read as them.
+func TestGroupErrorsWithExposeErrors(t *testing.T) {
+	t.Parallel()
+	runProblemCases(t, []problemCase{
+		{name: "group _errors", yaml: withEndpoints("  - path: /a\n    expose_errors: true\n    backends: [{upstream: users, path: /u, group: _errors}]\n"),
+			path: "endpoints[0].backends[0].group", words: []string{"expose_errors", "choose another group"}},
+	})
+	mustLoad(t, withEndpoints("  - path: /a\n    backends: [{upstream: users, path: /u, group: _errors}]\n"), nil)
+}

@@ -546,6 +546,9 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 		be.Index = j
 		validateBackend(cfg, ep, be, bp, c)
 		if be.Group != "" && !be.Shadow { // a shadow's group places nothing
+			if be.Group == "_errors" && ep.ExposeErrors {
+				c.add(bp+".group", `"_errors" is where expose_errors puts the failed backends' reasons, so this backend's answer would be replaced by them (or read as them); choose another group`)
+			}
 			if k, dup := groups[be.Group]; dup {
 				c.add(bp+".group", "group %q is already used by backends[%d]; each backend of an endpoint needs its own group", be.Group, k)
 			}
