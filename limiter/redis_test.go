@@ -803,8 +803,13 @@ func TestRedisSlowerThanTimeout(t *testing.T) {
 		if rec.took > realTimeout+callMargin {
 			t.Fatalf("phase %d: a call took %v, want <= %v + %v (err %v)", rec.phase, rec.took, realTimeout, callMargin, rec.err)
 		}
+		// A call labelled "before" that was still in flight when DEBUG
+		// SLEEP was sent may have reached Redis after it (a goroutine
+		// descheduled between its start and its write, on a loaded
+		// machine): it is judged like any call near the stall.
+		before := rec.phase == phaseBefore && rec.start.Add(rec.took).Before(sent)
 		switch {
-		case rec.phase == phaseBefore || rec.phase == phaseAfter:
+		case before || rec.phase == phaseAfter:
 			if rec.err != nil || !rec.d.Allowed {
 				t.Fatalf("phase %d, outside the stall: %+v, %v", rec.phase, rec.d, rec.err)
 			}
