@@ -17,9 +17,10 @@ import (
 // recoverer's 500): its response_headers, the CORS headers of an actual
 // request, and gzip.
 type edge struct {
-	headers []answerHeader
-	cors    *cors.Cors // nil without server.cors
-	gzipMin int        // -1: compression off
+	headers      []answerHeader
+	cacheControl bool       // headers set Cache-Control
+	cors         *cors.Cors // nil without server.cors
+	gzipMin      int        // -1: compression off
 }
 
 // answerHeader is one response_headers entry. Config load made its name
@@ -42,6 +43,7 @@ func (g *Gateway) edgeHandlers(ec *config.Endpoint) []gin.HandlerFunc {
 	}
 	for _, name := range slices.Sorted(maps.Keys(ec.ResponseHeaders)) {
 		e.headers = append(e.headers, answerHeader{name, []string{ec.ResponseHeaders[name]}})
+		e.cacheControl = e.cacheControl || name == "Cache-Control"
 	}
 	if e.cors == nil && e.gzipMin < 0 && len(e.headers) == 0 {
 		return nil
@@ -97,11 +99,25 @@ func (e *edge) setHeaders(h http.Header) {
 // upstream's Access-Control-* are dropped, so an upstream's own "*"
 // cannot let in an origin the gateway refuses) and Vary lists both the
 // upstream's fields and the gateway's.
-func (g *Gateway) copyRelayed(dst, src http.Header, ec *config.Endpoint) {
+//
+// On an upstream error (status 400 and above) a configured Cache-Control
+// is not applied: the upstream's own, if any, stands, so that a value
+// meant for the endpoint's answers never tells a shared cache to keep an
+// outage's 503.
+func (g *Gateway) copyRelayed(dst, src http.Header, status int, ec *config.Endpoint) {
 	e := g.edges[ec]
 	if e == nil || (e.cors == nil && len(e.headers) == 0) {
 		copyEndToEnd(dst, src)
 		return
+	}
+	if status >= 400 && e.cacheControl {
+		defer func() {
+			if cc, ok := src["Cache-Control"]; ok {
+				dst["Cache-Control"] = cc
+			} else {
+				delete(dst, "Cache-Control")
+			}
+		}()
 	}
 	var vary []string
 	var ours http.Header

@@ -174,7 +174,7 @@ func (g *Gateway) relay(c *gin.Context, ep *fetch.Endpoint, in *fetch.Inbound) {
 	h := c.Writer.Header()
 	id := h[headerRequestID]
 	// Less hop-by-hop headers; our response_headers and CORS headers win.
-	g.copyRelayed(h, resp.Header, ep.Config)
+	g.copyRelayed(h, resp.Header, resp.StatusCode, ep.Config)
 	h[headerRequestID] = id // ours, whatever the upstream sent
 	if ep.Backends[0].Config.Method == http.MethodHead {
 		// The upstream declared the length of a body it did not send; the
