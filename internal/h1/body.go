@@ -50,6 +50,7 @@ type body struct {
 	zr           *gzip.Reader
 	gzRaw        int64   // framed bytes handed to the gzip reader so far
 	trailerBytes int     // trailer bytes read so far
+	excess       int64   // chunked framing read beyond its allowance (readChunked)
 	one          [1]byte // ReadByte's scratch: a local would escape, one allocation a byte
 }
 
@@ -210,6 +211,15 @@ func (b *body) readChunked(p []byte) (int, error) {
 			if err != nil {
 				return 0, b.fail(err)
 			}
+			// Extensions are discarded, so a body framed mostly with
+			// them would cost the wire and the parser megabytes for each
+			// byte the caller's size cap counts. As net/http does, each
+			// chunk may carry 16 bytes of framing plus twice its data;
+			// beyond 16 KiB of excess the body fails.
+			b.excess = max(b.excess+int64(len(line))+4-16-min(size, maxChunkExcess)*2, 0)
+			if b.excess > maxChunkExcess {
+				return 0, b.fail(malformed("chunked encoding contains too much non-data"))
+			}
 			if size == 0 {
 				if err := b.trailers(br); err != nil {
 					return 0, b.fail(err)
@@ -309,6 +319,10 @@ func (b *body) trailers(br *bufio.Reader) error {
 		}
 	}
 }
+
+// maxChunkExcess is how much chunked framing beyond its allowance a body
+// may hold (16 KiB, as net/http allows).
+const maxChunkExcess = 16 << 10
 
 // parseChunkSize parses "1*HEXDIG [ BWS ; chunk-ext ]": the size strictly
 // (no sign, no 0x, no spaces before it, no overflow, at most 16 digits as
