@@ -1942,14 +1942,27 @@ func TestIntegerKeysExact(t *testing.T) {
 	})
 }
 
-// An endpoint path's literal is matched in its escaped form: a % that
-// starts no escape is refused with the fix.
-func TestEndpointPathBadEscape(t *testing.T) {
+// Endpoint paths are compared decoded, so two that differ only in their
+// escaping are one route: a second spelling is refused (the logs and
+// metrics name an endpoint by its path as written), and so is a reserved
+// path written escaped, which would clash with Manifold's own routes at
+// start.
+func TestEndpointPathSpelling(t *testing.T) {
 	t.Parallel()
 	runProblemCases(t, []problemCase{
-		{name: "lone percent", yaml: withEndpoints("  - path: /a/100%/{id}\n    backends: [{upstream: users, path: \"/u/{id}\"}]\n"),
-			path: "endpoints[0].path", words: []string{"/a/100%/{id}", "write %25"}},
+		{name: "escaped reserved path", yaml: withEndpoints("  - path: /%5F%5Fhealth\n    backends: [{upstream: users, path: /u}]\n"),
+			path: "endpoints[0].path", words: []string{"/__health decoded", "reserved"}},
+		{name: "one route written two ways", yaml: withEndpoints(
+			"  - path: /städte/{id}\n    backends: [{upstream: users, path: \"/u/{id}\"}]\n" +
+				"  - path: /st%C3%A4dte/{id}\n    method: POST\n    backends: [{upstream: users, path: \"/u/{id}\", method: POST}]\n"),
+			path: "endpoints[1].path", words: []string{"endpoints[0].path \"/städte/{id}\" written another way", "write it the same way"}},
 	})
+	// Escaped route syntax is a literal, and two such literals do not clash.
+	mustLoad(t, withEndpoints(
+		"  - path: /v1/items%3Aget\n    backends: [{upstream: users, path: /g}]\n"+
+			"  - path: /v1/items%3Alist\n    backends: [{upstream: users, path: /l}]\n"+
+			"  - path: /files/%2A\n    backends: [{upstream: users, path: /f}]\n"+
+			"  - path: /sale/50%off\n    backends: [{upstream: users, path: /s}]\n"), nil)
 }
 
 // With expose_errors, "_errors" holds the failed backends' reasons: a

@@ -15,16 +15,19 @@ import (
 // and a request's path is rewritten so (CanonicalPath) only when it holds
 // anything but plain characters.
 
-// pchar reports whether c stands for itself in a path segment
-// (RFC 3986 pchar without pct-encoded: unreserved, sub-delims, ':' and
-// '@'); every other byte is written %XX.
+// pchar reports whether c stands for itself in the canonical form: RFC
+// 3986's pchar (unreserved, sub-delims, '@') less three bytes the router
+// reads otherwise. ':' and '*' would start a parameter or a catch-all in a
+// route, and '+' is a space to the router's decoding of parameters
+// (url.QueryUnescape, once the raw path is set), so all three are written
+// %XX like every other byte, and decode back to themselves.
 func pchar(c byte) bool {
 	switch {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true
 	}
 	switch c {
-	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '@':
+	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', ',', ';', '=', '@':
 		return true
 	}
 	return false
@@ -93,19 +96,48 @@ func CanonicalPath(u *url.URL) (string, bool) {
 }
 
 // routeLiteral is a literal part of an endpoint path (between and around
-// its parameters) in the canonical escaped form; ok is false when it holds
-// an invalid %-escape.
-func routeLiteral(lit string) (string, bool) {
+// its parameters) in the canonical escaped form. A %XX escape in it stands
+// for its byte; a % that starts no escape stands for itself, so a path
+// written /sale/50%off is matched by /sale/50%25off.
+func routeLiteral(lit string) string {
 	var b strings.Builder
 	for i, seg := range strings.Split(lit, "/") {
 		if i > 0 {
 			b.WriteByte('/')
 		}
-		d, err := url.PathUnescape(seg)
-		if err != nil {
-			return "", false
-		}
-		EscapeSegment(&b, d)
+		EscapeSegment(&b, lenientUnescape(seg))
 	}
-	return b.String(), true
+	return b.String()
+}
+
+// lenientUnescape decodes the %XX escapes of s and keeps a % that starts
+// none as it is.
+func lenientUnescape(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
 }

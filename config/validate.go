@@ -459,16 +459,16 @@ func validateEndpoint(cfg *Config, ep *Endpoint, p string, c *collector) {
 		for _, part := range parts {
 			if part.param >= 0 {
 				route.WriteString(":" + part.literal)
-				continue
+			} else {
+				route.WriteString(routeLiteral(part.literal))
 			}
-			lit, ok := routeLiteral(part.literal)
-			if !ok {
-				c.add(p+".path", "%q holds a %% that starts no %%XX escape: write %%25 for a literal %%", ep.Path)
-				break
-			}
-			route.WriteString(lit)
 		}
-		ep.Route, ep.Params = route.String(), names
+		if r := route.String(); strings.HasPrefix(r, "/__") {
+			// Written escaped (/%5F%5Fhealth), a reserved path.
+			c.add(p+".path", "%q is %s decoded: paths starting with /__ are reserved for Manifold (/__health, /__ready, /__demo)", ep.Path, r)
+		} else {
+			ep.Route, ep.Params = r, names
+		}
 	}
 	ep.badPath = len(c.list) > before // only path problems since before
 	ep.ForwardHeaderKeys = nil
@@ -822,9 +822,18 @@ func init() {
 func checkRoutes(cfg *Config, c *collector) {
 	engine := gin.New()
 	var routed []*Endpoint
+	spelled := map[string]int{} // route -> the first endpoint routed on it
 	for i, ep := range cfg.Endpoints {
 		if ep == nil || ep.Route == "" || !slices.Contains(methods, ep.Method) {
 			continue
+		}
+		// One route, one way of writing it: the access log, the metrics
+		// and the spans name an endpoint by its path as written.
+		if j, seen := spelled[ep.Route]; seen && cfg.Endpoints[j].Path != ep.Path {
+			c.add(fmt.Sprintf("endpoints[%d].path", i), "%q is endpoints[%d].path %q written another way (the same path once decoded): write it the same way", ep.Path, j, cfg.Endpoints[j].Path)
+			continue
+		} else if !seen {
+			spelled[ep.Route] = i
 		}
 		if reason := register(engine, ep); reason != "" {
 			c.add(fmt.Sprintf("endpoints[%d].path", i), "%s", routeClash(ep, routed, reason))

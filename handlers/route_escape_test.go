@@ -55,3 +55,49 @@ endpoints:
 		}
 	}
 }
+
+// What the router reads as its own syntax or decodes its own way stays
+// the client's: a '+' in a parameter is a '+' (the router decodes
+// parameters with url.QueryUnescape once the raw path is set, which makes
+// a bare '+' a space), and an escaped ':' in an endpoint path is a literal
+// colon, not the start of a parameter. A % that starts no escape in an
+// endpoint path is a literal %.
+func TestRouteSyntaxAndPlusStayLiteral(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	base := gateway(t, `
+upstreams:
+  u: {url: "{{u}}"}
+endpoints:
+  - path: /users/{id}
+    backends: [{upstream: u, path: "/users/{id}"}]
+  - path: /v1/items%3Aget
+    backends: [{upstream: u, path: "/get"}]
+  - path: /sale/50%off
+    backends: [{upstream: u, path: "/sale"}]
+`, map[string]string{"u": upstream(t, rec.handler(`{}`))})
+	for _, tc := range []struct{ request, upstream string }{
+		{"/users/a+b", "/users/a+b"},
+		{"/users/a+b%20c", "/users/a+b%20c"},
+		{"/users/%E2%82%AC+1", "/users/%E2%82%AC+1"},
+		{"/users/a+b%2Fc", "/users/a+b%2Fc"},
+		{"/users/a%2Bb", "/users/a+b"},
+		{"/v1/items%3Aget", "/get"},
+		{"/v1/items:get", "/get"},
+		{"/sale/50%25off", "/sale"},
+	} {
+		a := get(t, base+tc.request)
+		if a.status != http.StatusOK {
+			t.Errorf("GET %s: %d %s", tc.request, a.status, a.body)
+			continue
+		}
+		if got := rec.last(t).EscapedURI; got != tc.upstream {
+			t.Errorf("GET %s: upstream got %s, want %s", tc.request, got, tc.upstream)
+		}
+	}
+	for _, p := range []string{"/v1/itemsfoo", "/v1/items"} {
+		if a := get(t, base+p); a.status != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404 (the literal is items:get)", p, a.status)
+		}
+	}
+}
