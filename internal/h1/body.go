@@ -216,7 +216,9 @@ func (b *body) readChunked(p []byte) (int, error) {
 			// byte the caller's size cap counts. As net/http does, each
 			// chunk may carry 16 bytes of framing plus twice its data;
 			// beyond 16 KiB of excess the body fails.
-			b.excess = max(b.excess+int64(len(line))+4-16-min(size, maxChunkExcess)*2, 0)
+			// Counted: the size line and the CRLF after the data (the
+			// line's own CRLF is not), as net/http counts.
+			b.excess = max(b.excess+int64(len(line))+2-16-min(size, maxChunkExcess)*2, 0)
 			if b.excess > maxChunkExcess {
 				return 0, b.fail(malformed("chunked encoding contains too much non-data"))
 			}

@@ -32,6 +32,11 @@ func TestChunkedFramingOverheadIsBounded(t *testing.T) {
 		{"a byte per chunk", chunkedWire(strings.Repeat("x", 20000), ""), true},
 		{"short extensions", chunkedWire(strings.Repeat("x", 2000), ";a=b"), true},
 		{"4 KB extension per byte", chunkedWire(strings.Repeat("x", 2000), ";"+strings.Repeat("a", 4000)), false},
+		// Exactly at the allowance (a 16-byte size line for 1 byte of
+		// data): net/http reads any number of them, and so must the
+		// client.
+		{"at the allowance", chunkedWire(strings.Repeat("x", 9000), ";"+strings.Repeat("e", 14)), true},
+		{"one byte over it", chunkedWire(strings.Repeat("x", 20000), ";"+strings.Repeat("e", 15)), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, _, stdErr := stdParse([]byte(tc.wire), "GET", 1<<20)
