@@ -22,16 +22,26 @@ type failureLog struct {
 }
 
 // newFailureLogs builds one failureLog per upstream of cfg, or nil when
-// log.backend_failures_per_second is 0 (a line for every failure).
-func newFailureLogs(cfg *config.Config) map[string]*failureLog {
+// log.backend_failures_per_second is 0 (a line for every failure). An
+// upstream's failureLog in prev (the Gateway a reload replaces) is kept
+// when the rate is unchanged: the old and the new Gateway, both serving
+// while the old one drains, share one budget, and the failures left out
+// just before the reload are still reported by the next line.
+func newFailureLogs(cfg *config.Config, prev *Gateway) map[string]*failureLog {
 	r := cfg.Log.BackendFailuresPerSecond
 	if r <= 0 {
 		return nil
 	}
-	burst := int(min(math.Ceil(r), 1e6))
+	burst := max(int(min(math.Ceil(r), 1e6)), 1)
 	m := make(map[string]*failureLog, len(cfg.Upstreams))
 	for name := range cfg.Upstreams {
-		m[name] = &failureLog{lines: rate.NewLimiter(rate.Limit(r), max(burst, 1))}
+		if prev != nil {
+			if old := prev.failLogs[name]; old != nil && old.lines.Limit() == rate.Limit(r) && old.lines.Burst() == burst {
+				m[name] = old
+				continue
+			}
+		}
+		m[name] = &failureLog{lines: rate.NewLimiter(rate.Limit(r), burst)}
 	}
 	return m
 }

@@ -134,3 +134,56 @@ endpoints:
 		t.Errorf("lines account for %d failures, want %d", accounted, n)
 	}
 }
+
+// A reload keeps each upstream's budget when the rate is unchanged: the
+// old and the new Gateway share it while the old one drains, and the
+// failures left out just before the reload are reported by the next line.
+func TestBackendFailureLinesSurviveReload(t *testing.T) {
+	t.Parallel()
+	dead := "http://" + freeport.Addr(t)
+	yaml := `
+log: {backend_failures_per_second: 0.5}
+upstreams:
+  a: {url: "{{dead}}"}
+endpoints:
+  - path: /a
+    backends: [{upstream: a, path: /x}]
+`
+	logs := &logLines{}
+	opts := handlers.Options{Logger: slog.New(logs)}
+	base1, gw1 := gatewayWith(t, yaml, map[string]string{"dead": dead}, opts)
+	call := func(base string) {
+		t.Helper()
+		resp, err := http.Get(base + "/a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	const before = 5
+	for range before {
+		call(base1)
+	}
+	waitFor(t, "the first line", func() bool { l, _ := failLines(t, logs, "a"); return len(l) == 1 })
+	opts.Previous = gw1 // a reload of the same file
+	base2, _ := gatewayWith(t, yaml, map[string]string{"dead": dead}, opts)
+	// At 0.5 lines per second the next line comes within ~2 s; failing
+	// on until it does, every failure is accounted for.
+	sent := before
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		call(base2)
+		sent++
+		l, accounted := failLines(t, logs, "a")
+		if len(l) == 2 {
+			if accounted != sent {
+				t.Fatalf("%d failures, the lines account for %d", sent, accounted)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no second line after %d failures", sent)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -103,7 +103,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		metrics:   opts.Metrics,
 		tracer:    opts.Tracer,
 		cors:      newCORS(cfg.Server.CORS),
-		failLogs:  newFailureLogs(cfg),
+		failLogs:  newFailureLogs(cfg, opts.Previous),
 	}
 	// A new, empty cache on every build: entries never outlive the
 	// configuration that produced them.
