@@ -386,9 +386,13 @@ func (b *Backend) callWith(ctx context.Context, in *Inbound, env *callEnv) Resul
 		res.Status = out.status
 		if out.err == nil {
 			if b.keepRaw {
-				res.raw = out.body
+				res.raw = out.body // as the upstream sent it, for references
 			}
-			res.Body, res.Err = b.reshape(out.body)
+			body := out.body
+			if out.notUTF8 {
+				body = toValidUTF8(body)
+			}
+			res.Body, res.Err = b.reshape(body)
 			break
 		}
 		if try >= u.cfg.Retry.Attempts || !retryable(b.Config.Method, out.err) || !u.backoff(ctx, try) {
@@ -422,6 +426,10 @@ type tryOut struct {
 	status int
 	err    error
 	in     *instance
+	// notUTF8: body holds invalid UTF-8 (inside strings, as it is valid
+	// JSON); the client's answer gets it replaced, references read it as
+	// the upstream sent it.
+	notUTF8 bool
 }
 
 // try makes one try of the call, coalesced with identical tries in flight
@@ -480,10 +488,9 @@ func (b *Backend) fetchOn(ctx context.Context, o *outbound, in *instance) (out t
 		out.body = emptyObject
 	case !validJSONDepth(body, b.depthLimit(body)):
 		out.err = ErrNotJSON
-	case !utf8.Valid(body):
-		out.body = toValidUTF8(body)
 	default:
 		out.body = body
+		out.notUTF8 = !utf8.Valid(body)
 	}
 	return out
 }
@@ -492,7 +499,8 @@ func (b *Backend) fetchOn(ctx context.Context, o *outbound, in *instance) (out t
 // replaced by U+FFFD, as encoding/json decodes it. The answer goes out as
 // application/json; charset=utf-8, and strict clients refuse invalid
 // bytes; in valid JSON they can only be inside strings, where U+FFFD is
-// valid too.
+// valid too. References to the answer read the upstream's own bytes, so a
+// dependent call asks the same system for what it named.
 func toValidUTF8(body []byte) []byte {
 	out := make([]byte, 0, len(body)+16)
 	for i := 0; i < len(body); {

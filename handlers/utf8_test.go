@@ -52,3 +52,35 @@ func equalJSONValue(a, b any) bool {
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
 }
+
+// A reference reads the upstream's own bytes: a Latin-1 id goes to the
+// dependent call as the upstream wrote it (caf%E9), not as the U+FFFD the
+// client's answer carries, so the lookup names the same resource.
+func TestReferenceKeepsUpstreamBytes(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, "{\"id\":\"caf\xe9\"}")
+			return
+		}
+		rec.handler(`{}`)(w, r)
+	})
+	base := gateway(t, `
+upstreams:
+  u: {url: "{{u}}"}
+endpoints:
+  - path: /e
+    backends:
+      - {name: first, upstream: u, path: /first}
+      - {upstream: u, path: "/second/{first.id}", group: g}
+`, map[string]string{"u": up})
+	a := get(t, base+"/e")
+	if a.status != http.StatusOK || !utf8.Valid(a.body) {
+		t.Fatalf("status %d: %q", a.status, a.body)
+	}
+	if got := rec.last(t).EscapedURI; got != "/second/caf%E9" {
+		t.Errorf("dependent call got %s, want /second/caf%%E9 (the upstream's own bytes)", got)
+	}
+}
