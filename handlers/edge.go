@@ -101,9 +101,9 @@ func (e *edge) setHeaders(h http.Header) {
 // upstream's fields and the gateway's.
 //
 // On an upstream error (status 400 and above) a configured Cache-Control
-// is not applied: the upstream's own, if any, stands, so that a value
-// meant for the endpoint's answers never tells a shared cache to keep an
-// outage's 503.
+// is not applied: the upstream's own stands, or no-store when it sent
+// none, so that a value meant for the endpoint's answers never tells a
+// shared cache to keep an outage's 503.
 func (g *Gateway) copyRelayed(dst, src http.Header, status int, ec *config.Endpoint) {
 	e := g.edges[ec]
 	if e == nil || (e.cors == nil && len(e.headers) == 0) {
@@ -115,7 +115,9 @@ func (g *Gateway) copyRelayed(dst, src http.Header, status int, ec *config.Endpo
 			if cc, ok := src["Cache-Control"]; ok {
 				dst["Cache-Control"] = cc
 			} else {
-				delete(dst, "Cache-Control")
+				// As on the gateway's own errors: no heuristic caching
+				// of a relayed 404 or 410 either.
+				dst["Cache-Control"] = []string{"no-store"}
 			}
 		}()
 	}

@@ -9,9 +9,10 @@ import (
 
 // A configured Cache-Control (response_headers) is meant for the
 // endpoint's answers: on a passthrough answer that is an upstream error
-// (4xx/5xx) it does not replace the upstream's own Cache-Control, nor is
-// it added where the upstream sent none, so a shared cache is never told
-// to keep an outage's 503 for a minute. A 2xx still gets it.
+// (4xx/5xx) it does not replace the upstream's own Cache-Control, and
+// where the upstream sent none the answer says no-store, as the gateway's
+// own errors do, so a shared cache is never told to keep an outage's 503
+// for a minute. A 2xx still gets it.
 func TestRelayedErrorKeepsItsOwnCacheControl(t *testing.T) {
 	t.Parallel()
 	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
@@ -38,7 +39,8 @@ endpoints:
 		{"?code=200", "public, max-age=60"},
 		{"?code=200&cc=no-cache", "public, max-age=60"},
 		{"?code=503&cc=no-store", "no-store"},
-		{"?code=503", ""},
+		{"?code=503", "no-store"},
+		{"?code=404", "no-store"},
 		{"?code=404&cc=max-age=5", "max-age=5"},
 	} {
 		a := get(t, base+"/raw"+tc.query)
