@@ -38,19 +38,22 @@ var errWouldBlock = errors.New("h1: body not buffered")
 // connection when the body ends: pooled after a clean end (when allowed),
 // closed after anything else.
 type body struct {
-	pc           *conn // nil once released
-	mode         uint8
-	chunk        uint8 // chunked state
-	reuse        bool  // the connection may be pooled after a clean end
-	gzip         bool
-	closed       bool
-	drain        bool  // only consume what is buffered (Close)
-	remaining    int64 // Content-Length left, or chunk data left
-	err          error // sticky: io.EOF after a clean end
-	zr           *gzip.Reader
-	gzRaw        int64   // framed bytes handed to the gzip reader so far
-	trailerBytes int     // trailer bytes read so far
-	excess       int64   // chunked framing read beyond its allowance (readChunked)
+	pc        *conn // nil once released
+	mode      uint8
+	chunk     uint8 // chunked state
+	reuse     bool  // the connection may be pooled after a clean end
+	gzip      bool
+	closed    bool
+	drain     bool  // only consume what is buffered (Close)
+	remaining int64 // Content-Length left, or chunk data left
+	err       error // sticky: io.EOF after a clean end
+	zr        *gzip.Reader
+	gzRaw     int64 // framed bytes handed to the gzip reader so far
+	// Two int32s in the space one int took: one field more made the
+	// response allocation (Response, body and header values together) a
+	// size class larger.
+	trailerBytes int32   // trailer bytes read so far (at most maxHead)
+	excess       int32   // chunked framing read beyond its allowance (at most maxChunkExcess plus one line)
 	one          [1]byte // ReadByte's scratch: a local would escape, one allocation a byte
 }
 
@@ -218,7 +221,7 @@ func (b *body) readChunked(p []byte) (int, error) {
 			// beyond 16 KiB of excess the body fails.
 			// Counted: the size line and the CRLF after the data (the
 			// line's own CRLF is not), as net/http counts.
-			b.excess = max(b.excess+int64(len(line))+2-16-min(size, maxChunkExcess)*2, 0)
+			b.excess = int32(max(int64(b.excess)+int64(len(line))+2-16-min(size, maxChunkExcess)*2, 0))
 			if b.excess > maxChunkExcess {
 				return 0, b.fail(malformed("chunked encoding contains too much non-data"))
 			}
@@ -311,8 +314,8 @@ func (b *body) trailers(br *bufio.Reader) error {
 		if len(line) == 0 {
 			return nil
 		}
-		b.trailerBytes += len(line) + 2
-		if b.trailerBytes > b.pc.maxHead {
+		b.trailerBytes += int32(len(line) + 2)
+		if int(b.trailerBytes) > b.pc.maxHead {
 			return malformed("trailers larger than %d bytes", b.pc.maxHead)
 		}
 		s := string(line) + "\r\n\r\n"
